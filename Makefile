@@ -1,0 +1,46 @@
+# mixcraft developer commands. `make demo` and `make test` work on a fresh clone with only
+# the package registries reachable; both install into .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= out/demo
+
+.PHONY: install demo test test-all test-gpu bench lint clean
+
+install: $(STAMP)
+
+# --only-binary: without it the resolver backtracks into an old pyarrow and tries to compile it.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --only-binary=:all: -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m mixcraft.demo_data
+	$(VENV)/bin/mixcraft build recipes/demo.yaml --out $(DEMO_OUT) --workers 2
+	$(VENV)/bin/mixcraft stats $(DEMO_OUT)
+	$(VENV)/bin/mixcraft verify $(DEMO_OUT)
+	$(VENV)/bin/mixcraft train recipes/train/demo-tiny.yaml
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m "not gpu"
+
+test-gpu: install
+	$(PY) -m pytest -q -m gpu
+
+bench: install
+	$(PY) -m mixcraft.demo_data
+	$(PY) benchmarks/build_throughput.py
+	$(PY) benchmarks/packing.py
+
+lint: install
+	$(VENV)/bin/ruff check mixcraft tests benchmarks
+
+clean:
+	rm -rf out .pytest_cache

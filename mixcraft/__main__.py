@@ -1,0 +1,3 @@
+from mixcraft.cli import main
+
+main()

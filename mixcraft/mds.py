@@ -1,0 +1,136 @@
+"""The one module that talks to mosaicml-streaming.
+
+Layout: each task writes its part of a (source, bucket) subset to
+`OUT/<source>/<bucket>/<task:05d>/`; after all tasks finish, `merge_subset` writes the
+subset's merged `index.json`, so an unmodified `StreamingDataset(local=OUT/<source>/<bucket>)`
+reads every part. Columns follow ProLong's released shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixcraft.pack import Row
+
+BASE_COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
+HASH_ALGO = "sha1"
+
+
+def columns_for(with_mask: bool) -> dict[str, str]:
+    return {**BASE_COLUMNS, "mask": "ndarray:uint8"} if with_mask else dict(BASE_COLUMNS)
+
+
+class SubsetWriter:
+    """Writes rows of one (source, bucket, task) part with `MDSWriter`, counting as it goes."""
+
+    def __init__(self, out_dir: Path, *, domain: str, with_mask: bool, compression: str, size_limit: int):
+        from streaming import MDSWriter
+
+        if out_dir.exists():  # a part left by a killed run: its task starts again from scratch
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        self.domain = domain
+        self.with_mask = with_mask
+        self.rows = 0
+        self.tokens = 0
+        self.pieces = 0
+        self._writer = MDSWriter(out=str(out_dir), columns=columns_for(with_mask),
+                                 compression=None if compression == "none" else "zstd:3",
+                                 hashes=[HASH_ALGO], size_limit=size_limit)
+
+    def write(self, row: Row) -> None:
+        sample: dict[str, Any] = {"input_ids": row.input_ids, "indices": row.spans, "domain": self.domain,
+                                  "length": int(len(row.input_ids))}
+        if self.with_mask:
+            sample["mask"] = row.mask
+        self._writer.write(sample)
+        self.rows += 1
+        self.tokens += len(row.input_ids)
+        self.pieces += len(row.spans)
+
+    def finish(self) -> None:
+        self._writer.finish()
+
+
+def merge_subset(subset_dir: Path) -> int:
+    """Write the merged index.json over the task parts of one subset; returns the part count."""
+    from streaming.base.util import merge_index
+
+    parts = sorted(p / "index.json" for p in subset_dir.iterdir() if (p / "index.json").is_file())
+    if not parts:
+        return 0
+    # merge_index warns that the folder exists and that it made a temporary folder: both expected.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        merge_index([str(p) for p in parts], str(subset_dir), keep_local=True)
+    finally:
+        root.setLevel(level)
+    return len(parts)
+
+
+def shard_files(subset_dir: Path) -> list[dict[str, Any]]:
+    """Each shard of a merged subset: relative path, stored bytes and the hash taken at write time."""
+    index = json.loads((subset_dir / "index.json").read_text())
+    out = []
+    for shard in index["shards"]:
+        stored = shard["zip_data"] or shard["raw_data"]
+        out.append({"basename": stored["basename"], "bytes": stored["bytes"],
+                    "hash": stored.get("hashes", {}).get(HASH_ALGO), "samples": shard["samples"]})
+    return out
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.new(HASH_ALGO)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def iter_rows(subset_dir: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a subset through the real StreamingDataset (no shuffling, one process)."""
+    from streaming import StreamingDataset
+
+    ds = StreamingDataset(local=str(subset_dir), shuffle=False, batch_size=1)
+    for i in range(ds.num_samples):
+        row = ds[i]
+        row["indices"] = np.asarray(row["indices"]).reshape(-1, 2)
+        yield row
+
+
+def read_row(subset_dir: Path, n: int) -> dict[str, Any]:
+    from streaming import StreamingDataset
+
+    ds = StreamingDataset(local=str(subset_dir), shuffle=False, batch_size=1)
+    if not 0 <= n < ds.num_samples:
+        from mixcraft.errors import UserError
+
+        raise UserError(f"{subset_dir}: row {n} out of range (the subset has {ds.num_samples} rows)")
+    row = ds[n]
+    row["indices"] = np.asarray(row["indices"]).reshape(-1, 2)
+    return row
+
+
+def subset_dirs(out: Path) -> list[Path]:
+    """Every (source, bucket) subset directory with a merged index, in a stable order."""
+    found = []
+    for src in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for bucket in sorted(p for p in src.iterdir() if p.is_dir()):
+            if (bucket / "index.json").is_file():
+                found.append(bucket)
+    return found
+
+
+def dir_size_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not os.path.islink(f))

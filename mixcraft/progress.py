@@ -1,0 +1,69 @@
+"""Rich progress bars for a running build: one bar per source, fed by the tasks' progress files."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+
+def _read_progress(folder: Path) -> dict[str, dict[str, float]]:
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for f in folder.glob("*.json"):
+        try:
+            p = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # being replaced right now; read it next tick
+        t = totals[p["source"]]
+        for k in ("docs", "tokens", "chars", "total_bytes"):
+            t[k] += p[k]
+    return totals
+
+
+def run_with_progress(executor, recipe, folder: Path) -> None:
+    """Run `executor` in a thread; show per-source bars (input bytes read, tokens/s, ETA)."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            executor.run()
+        except BaseException as exc:  # re-raised in the main thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    columns = (TextColumn("{task.description:<14}"), BarColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[tokens]:>7} tok  {task.fields[rate]:>9}"), TimeRemainingColumn())
+    start = time.monotonic()
+    with Progress(*columns, transient=False) as bars:
+        ids = {s.name: bars.add_task(s.name, total=None, tokens="0", rate="") for s in recipe.sources}
+        thread.start()
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+            _update(bars, ids, _read_progress(folder), time.monotonic() - start)
+        _update(bars, ids, _read_progress(folder), time.monotonic() - start, final=True)
+    if errors:
+        raise errors[0]
+
+
+def _update(bars, ids, totals, elapsed: float, final: bool = False) -> None:
+    for name, tid in ids.items():
+        t = totals.get(name)
+        if not t:
+            continue
+        total = t["total_bytes"] or None
+        done = min(t["chars"], total) if total else t["chars"]
+        if final and total:
+            done = total
+        bars.update(tid, total=total, completed=done, tokens=_human(t["tokens"]),
+                    rate=f"{_human(t['tokens'] / max(elapsed, 1e-9))}/s")
+
+
+def _human(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f}{unit}"
+    return f"{n:.0f}"

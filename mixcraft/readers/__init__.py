@@ -1,0 +1,59 @@
+"""Readers turn a source's inputs into datatrove `Document`s, counting every skip.
+
+Each reader lists its input *units* (files, repositories) in a fixed order; task `i` of `n`
+reads units `i, i+n, i+2n, ...`, so the output depends on the recipe's `tasks`, never on how
+many workers run them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mixcraft.readers.base import Reader
+from mixcraft.readers.books import BooksReader
+from mixcraft.readers.chat import ChatReader
+from mixcraft.readers.code_repos import CodeReposReader
+from mixcraft.readers.hf import HFReader
+from mixcraft.readers.text import TextReader
+
+READERS: dict[str, type[Reader]] = {
+    "code_repos": CodeReposReader,
+    "books": BooksReader,
+    "text": TextReader,
+    "chat": ChatReader,
+    "hf": HFReader,
+}
+
+
+def check_reader_config(ctx: Any, where: str, cfg: dict[str, Any], base: Path) -> None:
+    """Validate a reader block in place: known keys, types, and local paths made absolute."""
+    from mixcraft.recipe import check_keys
+
+    cls = READERS[cfg["type"]]
+    check_keys(ctx, where, cfg, {"type": str, **cls.params}, required=("type", *cls.required))
+    if "paths" in cls.params and "dataset" in cls.params and ("paths" in cfg) == ("dataset" in cfg):
+        raise ctx.fail(where, "give exactly one of `paths` (local files) or `dataset` (a hub dataset)")
+    if "paths" in cfg:
+        cfg["paths"] = [_resolve_path(ctx, f"{where}.paths[{i}]", p, base) for i, p in enumerate(cfg["paths"])]
+
+
+def _resolve_path(ctx: Any, where: str, raw: Any, base: Path) -> str:
+    if not isinstance(raw, str):
+        raise ctx.fail(where, f"expected a path string, got {raw!r}")
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    if any(ch in raw for ch in "*?["):
+        if not any(Path(path.anchor).glob(str(path.relative_to(path.anchor)))):
+            raise ctx.fail(where, f"glob {raw!r} matches nothing (relative paths are resolved against the "
+                           f"recipe's folder {base})")
+        return str(path)
+    if not path.exists():
+        raise ctx.fail(where, f"path {raw!r} does not exist (resolved to {path}; relative paths are resolved "
+                       "against the recipe's folder; run `make demo` once to fetch the demo data)")
+    return str(path.resolve())
+
+
+def make_reader(source_name: str, cfg: dict[str, Any], ledger: Any) -> Reader:
+    return READERS[cfg["type"]](source_name, cfg, ledger)

@@ -1,0 +1,84 @@
+"""Books: one `.txt` file per book, or records of JSONL/Parquet files (SlimPajama style).
+
+Project Gutenberg texts carry a licence header and footer around the book; with
+`strip_gutenberg: true` (the default) they are cut at the `*** START OF ...` and
+`*** END OF ...` lines, and each cut is counted (notes `gutenberg_header`/`gutenberg_footer`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from datatrove.data import Document
+
+from mixcraft.readers.base import Unit, decode_text, expand_paths, looks_binary
+from mixcraft.readers.text import JSONL_SUFFIXES, PARQUET_SUFFIXES, RecordReader
+
+_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE | re.IGNORECASE)
+_END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE | re.IGNORECASE)
+MAX_BOOK_BYTES = 256 << 20
+
+
+def strip_gutenberg(text: str) -> tuple[str, bool, bool]:
+    """The book between Gutenberg's START and END markers; flags say which cuts were made."""
+    start = _START.search(text)
+    end = _END.search(text, start.end() if start else 0)
+    body = text[start.end() if start else 0: end.start() if end else len(text)]
+    return body.strip("\n\r ") + "\n", bool(start), bool(end)
+
+
+class BooksReader(RecordReader):
+    params = {"paths": list, "text_field": str, "id_field": str, "where": dict, "strip_gutenberg": bool}
+    required = ("paths",)
+    suffixes = (".txt",) + JSONL_SUFFIXES + PARQUET_SUFFIXES
+
+    def units(self) -> list[Unit]:
+        files = expand_paths(self.cfg["paths"], self.suffixes)
+        return [Unit(key=str(f), path=str(f), size_bytes=f.stat().st_size) for f in files]
+
+    def read_unit(self, unit: Unit) -> Iterator[Document]:
+        if unit.path.endswith(".txt"):
+            yield from self._read_txt(Path(unit.path))
+            return
+        for where, record in self.records(unit):
+            if not self.selected(record):
+                self.ledger.note("not_selected")
+                continue
+            text = self.record_text(record, where)
+            if text is None:
+                continue
+            self.ledger.read()
+            doc_id = record.get(self.cfg.get("id_field", "id")) or where
+            yield self.doc(self._strip(text), str(doc_id), where=where)
+
+    def _read_txt(self, path: Path) -> Iterator[Document]:
+        where = str(path)
+        try:
+            if path.stat().st_size > MAX_BOOK_BYTES:
+                self.ledger.skip("too_large", where)
+                return
+            data = path.read_bytes()
+        except OSError:
+            self.ledger.skip("unreadable", where)
+            return
+        text = None if looks_binary(data) else decode_text(data)
+        if text is None:
+            self.ledger.skip("binary" if looks_binary(data) else "invalid_utf8", where)
+            return
+        if not text.strip():
+            self.ledger.skip("empty", where)
+            return
+        self.ledger.read()
+        yield self.doc(self._strip(text), f"{self.source}/{path.stem}", where=where)
+
+    def _strip(self, text: str) -> str:
+        if not self.cfg.get("strip_gutenberg", True):
+            return text
+        body, head, foot = strip_gutenberg(text)
+        if head:
+            self.ledger.note("gutenberg_header")
+        if foot:
+            self.ledger.note("gutenberg_footer")
+        return body

@@ -1,0 +1,76 @@
+"""Chat conversations for SFT: OpenAI `messages` or ShareGPT `conversations`, from
+JSONL/Parquet files or a hub dataset. Rendering to tokens and the loss mask happens at
+tokenization (mixcraft/chat.py), because it needs the tokenizer's special tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from datatrove.data import Document
+
+from mixcraft.readers.base import Unit
+from mixcraft.readers.hf import HF_PARAMS, hf_records
+from mixcraft.readers.text import RecordReader
+
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
+ROLES = ("system", "user", "assistant")
+
+
+def normalize_messages(record: dict[str, Any], field: str | None) -> list[dict[str, str]] | str:
+    """OpenAI-style messages, or a snake_case reason why the record is not a usable chat."""
+    raw = record.get(field) if field else record.get("messages", record.get("conversations"))
+    if not isinstance(raw, list) or not raw:
+        return "missing_messages"
+    messages = []
+    for m in raw:
+        if not isinstance(m, dict):
+            return "malformed_message"
+        if "role" in m:
+            role, content = m.get("role"), m.get("content")
+        else:
+            role, content = SHAREGPT_ROLES.get(str(m.get("from", "")).lower()), m.get("value")
+        if role not in ROLES or not isinstance(content, str):
+            return "malformed_message"
+        messages.append({"role": role, "content": content})
+    if not any(m["role"] == "assistant" for m in messages):
+        return "no_assistant_turn"
+    return messages
+
+
+class ChatReader(RecordReader):
+    params = {"paths": list, "messages_field": str, "loss_on_input": bool, **HF_PARAMS}
+    required = ()
+
+    def units(self) -> list[Unit]:
+        if "dataset" in self.cfg:
+            return [Unit(key=self.cfg["dataset"], path=self.cfg["dataset"], size_bytes=0)]
+        return super().units()
+
+    def read(self, task: int, n_tasks: int) -> Iterator[Document]:
+        if "dataset" not in self.cfg:
+            yield from super().read(task, n_tasks)
+            return
+        for where, record in hf_records(self.cfg, task, n_tasks, self.ledger):
+            doc = self._to_doc(where, record)
+            if doc is not None:
+                yield doc
+
+    def read_unit(self, unit: Unit) -> Iterator[Document]:
+        for where, record in self.records(unit):
+            doc = self._to_doc(where, record)
+            if doc is not None:
+                yield doc
+
+    def _to_doc(self, where: str, record: dict) -> Document | None:
+        messages = normalize_messages(record, self.cfg.get("messages_field"))
+        if isinstance(messages, str):
+            self.ledger.skip(messages, where)
+            return None
+        self.ledger.read()
+        loss_on_input = bool(record.get("loss_on_input", self.cfg.get("loss_on_input", False)))
+        text = "\n\n".join(m["content"] for m in messages)  # what filters and dedup look at
+        doc_id = record.get("id") or where
+        return self.doc(text, str(doc_id), where=where, messages=messages, loss_on_input=loss_on_input)
