@@ -73,7 +73,8 @@ def run_task(recipe: Recipe, spec: TaskSpec, out: Path, *, limit: int | None, st
     progress = Progress(work / "progress" / f"{source.name}.{spec.task:05d}.json", source.name,
                         sum(u.size_bytes for u in units))
     with_mask = source.reader["type"] == "chat"
-    budgets = bucket_budgets(recipe, source, spec.n_tasks)
+    # Tasks past the last unit get nothing to read; the budget is shared by those that do.
+    budgets = bucket_budgets(recipe, source, max(1, min(spec.n_tasks, len(reader.units()))))
     sinks = [
         BucketSink(b, recipe.seq_len, ledger,
                    SubsetWriter(out / source.name / b.name / f"{spec.task:05d}", domain=source.name,

@@ -44,9 +44,18 @@ class _Open:
     doc: TokDoc
     start: int = 0
     pieces: int = 0
+    usable: int = -1  # tokens of the document that may be packed (a budget can cap it)
+
+    def __post_init__(self) -> None:
+        if self.usable < 0:
+            self.usable = len(self.doc.ids)
 
     @property
     def left(self) -> int:
+        return self.usable - self.start
+
+    @property
+    def tail(self) -> int:
         return len(self.doc.ids) - self.start
 
 
@@ -68,7 +77,7 @@ def _close_leftovers(pending: list[_Open], acct: Account) -> None:
     dropped as `final_partial_row`. Never silent (datatools drops this buffer unannounced)."""
     for o in pending:
         if o.pieces:
-            acct.kept(o.doc, packed=o.start, tail=o.left, split=o.pieces > 1)
+            acct.kept(o.doc, packed=o.start, tail=o.tail, split=o.pieces > 1)
         else:
             acct.dropped(o.doc, "final_partial_row", len(o.doc.ids))
 
@@ -83,9 +92,15 @@ class GreedyPacker:
         self.pending: list[_Open] = []
         self.fill = 0
 
-    def add(self, doc: TokDoc) -> Iterator[Row]:
-        self.pending.append(_Open(doc))
-        self.fill += len(doc.ids)
+    def add(self, doc: TokDoc, max_tokens: float | None = None) -> Iterator[Row]:
+        """`max_tokens` caps what this document may add (a token budget's remainder, rounded
+        up to finish the row); the rest of it is counted as its tail."""
+        usable = len(doc.ids)
+        if max_tokens is not None:
+            rows_needed = -(-(self.fill + int(max_tokens)) // self.seq_len)
+            usable = max(1, min(usable, rows_needed * self.seq_len - self.fill))
+        self.pending.append(_Open(doc, usable=usable))
+        self.fill += usable
         while self.fill >= self.seq_len:
             yield self._cut(self.seq_len)
             self.fill -= self.seq_len
@@ -108,7 +123,7 @@ class GreedyPacker:
             need -= take
             if not o.left:
                 self.pending.pop(0)
-                self.acct.kept(o.doc, packed=len(o.doc.ids), tail=0, split=o.pieces > 1)
+                self.acct.kept(o.doc, packed=o.usable, tail=o.tail, split=o.pieces > 1)
         return _make_row(parts, self.with_mask)
 
 
@@ -121,12 +136,16 @@ class ChunkPacker:
         self.chunk, self.per_row, self.acct, self.with_mask = chunk_tokens, seq_len // chunk_tokens, acct, with_mask
         self.pending: list[tuple[_Open, int]] = []  # (document, chunk start)
 
-    def add(self, doc: TokDoc) -> Iterator[Row]:
+    def add(self, doc: TokDoc, max_tokens: float | None = None) -> Iterator[Row]:
+        """`max_tokens` caps what this document may add (a token budget's remainder); chunks
+        past it are counted with the document's tail."""
         n_chunks = len(doc.ids) // self.chunk
+        if max_tokens is not None:
+            n_chunks = min(n_chunks, max(1, -(-int(max_tokens) // self.chunk)))
         if n_chunks == 0:
             self.acct.dropped(doc, "shorter_than_chunk", len(doc.ids))
             return
-        o = _Open(doc)
+        o = _Open(doc, usable=n_chunks * self.chunk)
         for c in range(n_chunks):
             self.pending.append((o, c * self.chunk))
             if len(self.pending) == self.per_row:
@@ -144,9 +163,8 @@ class ChunkPacker:
             parts.append((o.doc, start, start + self.chunk))
             o.start = start + self.chunk
             o.pieces += 1
-            usable = (len(o.doc.ids) // self.chunk) * self.chunk
-            if o.start == usable:
-                self.acct.kept(o.doc, packed=usable, tail=len(o.doc.ids) - usable, split=o.pieces > 1)
+            if o.start == o.usable:
+                self.acct.kept(o.doc, packed=o.usable, tail=len(o.doc.ids) - o.usable, split=o.pieces > 1)
         self.pending = []
         return _make_row(parts, self.with_mask)
 

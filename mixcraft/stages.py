@@ -108,10 +108,19 @@ class BucketSink:
 
     @property
     def full(self) -> bool:
-        return self.budget is not None and self.writer.tokens >= self.budget
+        return self.budget is not None and self.writer.tokens + self.packer_fill >= self.budget
 
     def add(self, doc: TokDoc) -> None:
-        self._write(self.packer.add(doc))
+        # One long document (a whole repository) must not blow through the budget.
+        remaining = None if self.budget is None else self.budget - self.writer.tokens - self.packer_fill
+        self._write(self.packer.add(doc, max_tokens=remaining))
+
+    @property
+    def packer_fill(self) -> int:
+        """Tokens accepted by the packer but not yet written in a row."""
+        if isinstance(self.packer, GreedyPacker):
+            return self.packer.fill
+        return len(self.packer.pending) * self.bucket.chunk_tokens
 
     def finish(self) -> dict:
         self._write(self.packer.finish())
