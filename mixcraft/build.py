@@ -200,6 +200,11 @@ def finalize(recipe: Recipe, out: Path) -> dict:
 def build(recipe: Recipe, out: Path, *, workers: int = 1, limit: int | None = None, strict: bool = False,
           executor: str = "local", show_progress: bool = True) -> dict:
     prepare_out(recipe, out, limit=limit)
+    # Load once here: forked workers inherit the tokenizer and the imported MDS writer
+    # (importing streaming pulls in torch, ~5 s) instead of paying for them per task.
+    load_tokenizer(recipe.tokenizer)
+    import streaming  # noqa: F401
+
     ex = make_executor(recipe, out, workers=workers, limit=limit, strict=strict, executor=executor)
     if show_progress and sys.stderr.isatty():
         from mixcraft.progress import run_with_progress

@@ -116,6 +116,8 @@ def _type_name(t: Any) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
              dict: "a mapping", list: "a list", type(None): "null"}
     if isinstance(t, tuple):
+        if int in t and float in t:
+            t = tuple(x for x in t if x is not int)  # an int is a number too; say "a number" once
         return " or ".join(dict.fromkeys(names[x] for x in t if x is not type(None) or len(t) == 1))
     return names[t]
 

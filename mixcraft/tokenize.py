@@ -14,6 +14,7 @@ as plain text, never as the control token, on both paths.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from functools import cached_property
@@ -156,8 +157,11 @@ def llama3_files() -> tuple[Path, Path]:
     return root / "tokenizer.json", root / "tokenizer.model"
 
 
+@functools.lru_cache(maxsize=4)
 def load_tokenizer(spec: str, *, fast: bool = True) -> Tok:
-    """'llama3', a tokenizer.json path, a folder holding tokenizer.json, or an HF hub id."""
+    """'llama3', a tokenizer.json path, a folder holding tokenizer.json, or an HF hub id.
+
+    Cached per process: a build loads it once before forking its workers, which inherit it."""
     if spec == "llama3":
         json_path, model_path = llama3_files()
         return Tok("llama3", Tokenizer.from_file(str(json_path)), json_path, model_path if fast else None)
