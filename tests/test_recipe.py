@@ -5,7 +5,7 @@ import pytest
 from mixcraft.errors import UserError
 from mixcraft.recipe import load_recipe, parse_recipe
 
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli
 
 
 def _write(tmp_path: Path, text: str) -> Path:

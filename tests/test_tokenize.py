@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import STDLIB
+from helpers import STDLIB
 from mixcraft.errors import UserError
 from mixcraft.tokenize import load_tokenizer, safe_splits
 
