@@ -24,7 +24,11 @@ def verify_output(out: Path, *, check_rows: bool = True) -> list[str]:
         subset = out / stream["path"]
         packed_by_source[stream["source"]] = packed_by_source.get(stream["source"], 0) + stream["tokens"]
         faults += _check_shards(out, stream["path"], manifest["shards"].get(stream["path"], []))
-        if check_rows and not any(f.startswith(stream["path"]) for f in faults):
+        if stream["rows"] == 0:  # StreamingDataset refuses a subset without samples
+            held = sum(s["samples"] for s in manifest["shards"].get(stream["path"], []))
+            if held or stream["tokens"]:
+                faults.append(f"{stream['path']}: manifest says 0 rows but {held} rows / {stream['tokens']} tokens")
+        elif check_rows and not any(f.startswith(stream["path"]) for f in faults):
             faults += _check_subset(subset, stream, vocab, seq_len)
     for name, led in manifest["ledger"].items():
         if led["tokens"]["packed"] != packed_by_source.get(name, 0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import TINY_RECIPE, make_corpus, run_cli
+from helpers import REPO, TINY_RECIPE, make_corpus, run_cli
 from mixcraft.ledger import ledger_faults
 
 
@@ -104,3 +104,17 @@ def test_limit_reads_at_most_n_documents_per_source(tiny_recipe, tmp_path):
     run_cli("build", str(tiny_recipe), "--out", str(out), "--limit", "3", check=True)
     m = json.loads((out / "manifest.json").read_text())
     assert m["ledger"]["short"]["docs"]["read"] <= 3
+
+
+def test_demo_recipe_end_to_end_on_a_few_documents(tmp_path):
+    """The shipped demo recipe, over its real corpus, a few documents per source."""
+    if not (REPO / ".cache/demo/code").is_dir():
+        pytest.skip("demo corpus not fetched (make test fetches it)")
+    out = tmp_path / "demo"
+    run_cli("build", str(REPO / "recipes/demo.yaml"), "--out", str(out), "--limit", "6", "--workers", "2",
+            check=True)
+    run_cli("verify", str(out), check=True)
+    m = json.loads((out / "manifest.json").read_text())
+    assert {s["source"] for s in m["streams"]} == {"code_repos", "books", "textbooks", "doc_pages", "changelogs"}
+    for name, led in m["ledger"].items():
+        assert 0 < led["docs"]["read"] <= 6, name
