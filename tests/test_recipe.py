@@ -2,10 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO, run_cli
 from mixcraft.errors import UserError
 from mixcraft.recipe import load_recipe, parse_recipe
-
-from helpers import REPO, run_cli
 
 
 def _write(tmp_path: Path, text: str) -> Path:
