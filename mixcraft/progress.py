@@ -21,6 +21,8 @@ def _read_progress(folder: Path) -> dict[str, dict[str, float]]:
         t = totals[p["source"]]
         for k in ("docs", "tokens", "chars", "total_bytes"):
             t[k] += p[k]
+        t["tasks"] += 1
+        t["done"] += int(p["done"])
     return totals
 
 
@@ -40,24 +42,26 @@ def run_with_progress(executor, recipe, folder: Path) -> None:
     start = time.monotonic()
     with Progress(*columns, transient=False) as bars:
         ids = {s.name: bars.add_task(s.name, total=None, tokens="0", rate="") for s in recipe.sources}
+        tasks = {s.name: s.tasks for s in recipe.sources}
         thread.start()
         while thread.is_alive():
             thread.join(timeout=0.5)
-            _update(bars, ids, _read_progress(folder), time.monotonic() - start)
-        _update(bars, ids, _read_progress(folder), time.monotonic() - start, final=True)
+            _update(bars, ids, tasks, _read_progress(folder), time.monotonic() - start)
+        _update(bars, ids, tasks, _read_progress(folder), time.monotonic() - start, final=True)
     if errors:
         raise errors[0]
 
 
-def _update(bars, ids, totals, elapsed: float, final: bool = False) -> None:
+def _update(bars, ids, tasks, totals, elapsed: float, final: bool = False) -> None:
     for name, tid in ids.items():
         t = totals.get(name)
         if not t:
             continue
-        total = t["total_bytes"] or None
+        total = t["total_bytes"] or None  # unknown for hub datasets: the bar pulses
         done = min(t["chars"], total) if total else t["chars"]
-        if final and total:
-            done = total
+        finished = final or (t["tasks"] == tasks[name] and t["done"] == tasks[name])
+        if finished:
+            total = done = total or 1
         bars.update(tid, total=total, completed=done, tokens=_human(t["tokens"]),
                     rate=f"{_human(t['tokens'] / max(elapsed, 1e-9))}/s")
 
