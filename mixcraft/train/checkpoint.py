@@ -1,0 +1,104 @@
+"""Resumable checkpoints with torch.distributed.checkpoint (DCP).
+
+A checkpoint is `OUT/checkpoints/step_00000120/`: the sharded model and optimizer state (each
+rank writes its own shards, and a different world size can load them), the step, the data
+loader's position and each rank's RNG state. It is written to `step_*.tmp` and renamed when
+complete, so a run killed mid-save resumes from the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from mixcraft.errors import UserError
+
+PREFIX = "step_"
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return Path(root) / f"{PREFIX}{step:08d}"
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint under `root` (DCP writes `.metadata` last)."""
+    done = [p for p in Path(root).glob(f"{PREFIX}*") if p.suffix != ".tmp" and (p / ".metadata").is_file()]
+    return max(done, key=lambda p: int(p.name.removeprefix(PREFIX)), default=None)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": pickle.dumps(np.random.get_state()),
+             "python": pickle.dumps(random.getstate())}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(pickle.loads(state["numpy"]))
+    random.setstate(pickle.loads(state["python"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_checkpoint(root: Path, step: int, model, optimizer, loader, *, rank: int, device: torch.device,
+                    keep: int) -> Path:
+    """Save after `step` optimizer steps; prune to the newest `keep`. Collective: every rank calls it."""
+    final, tmp = step_dir(root, step), step_dir(root, step).with_suffix(".tmp")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    dist.barrier()
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    # The loader state is global (samples consumed by all ranks), so every rank holds the same
+    # value and DCP keeps one copy; RNG state is per rank, so its key names the rank.
+    state = {"model": model_sd, "optim": optim_sd,
+             "train": {"step": step, "data": json.dumps(loader.state_dict())},
+             f"rng_rank{rank}": rng_state(device)}
+    dcp.save(state, checkpoint_id=str(tmp))
+    dist.barrier()
+    if rank == 0:
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        done = sorted((p for p in Path(root).glob(f"{PREFIX}*") if p.suffix != ".tmp"),
+                      key=lambda p: int(p.name.removeprefix(PREFIX)))
+        for old in done[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+    return final
+
+
+def load_checkpoint(path: Path, model, optimizer, loader, *, rank: int, device: torch.device) -> int:
+    """Restore everything `save_checkpoint` wrote; returns the step to continue from."""
+    path = Path(path)
+    if not (path / ".metadata").is_file():
+        raise UserError(f"{path}: not a complete checkpoint (no .metadata); pick another step_* directory "
+                        "or set checkpoint.resume: never")
+    saved_keys = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata.keys()
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state: dict[str, Any] = {"model": model_sd, "optim": optim_sd, "train": {"step": 0, "data": ""}}
+    # After a change of world size a rank may have no saved RNG state; it keeps its seeded one.
+    has_rng = any(k.startswith(f"rng_rank{rank}.") for k in saved_keys)
+    if has_rng:
+        state[f"rng_rank{rank}"] = rng_state(device)
+    try:
+        dcp.load(state, checkpoint_id=str(path))
+    except (CheckpointException, ValueError, RuntimeError) as err:  # CheckpointException is a BaseException
+        raise UserError(f"{path}: cannot load into this model/optimizer ({type(err).__name__}); was it saved by "
+                        "a run with a different model shape? Set checkpoint.resume: never to start over") from err
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    loader.load_state_dict(json.loads(state["train"]["data"]))
+    if has_rng:
+        set_rng_state(state[f"rng_rank{rank}"], device)
+    return int(state["train"]["step"])
