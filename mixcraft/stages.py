@@ -11,7 +11,7 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from mixcraft.chat import render_llama3
+from mixcraft.chat import ChatSkip, render_chat
 from mixcraft.curate.filters import Filter
 from mixcraft.ledger import Ledger
 from mixcraft.mds import SubsetWriter
@@ -34,7 +34,7 @@ def filter_text(docs: Iterable[Document], filters: list[Filter], ledger: Ledger)
     for doc in docs:
         reason = next((r for f in text_filters if (r := f.check(doc)) is not None), None)
         if reason:
-            ledger.drop(reason, where=str(doc.id))
+            ledger.drop(reason, where=str(doc.id), text=doc.text)
             continue
         yield doc
 
@@ -50,7 +50,13 @@ def tokenize_docs(docs: Iterable[Document], tok: Tok, ledger: Ledger, *, add_bos
     for doc in docs:
         mask = None
         if "messages" in doc.metadata:
-            ids, mask = render_llama3(doc.metadata["messages"], tok, loss_on_input=doc.metadata["loss_on_input"])
+            try:
+                ids, mask = render_chat(doc.metadata["messages"], tok, loss_on_input=doc.metadata["loss_on_input"],
+                                        template=doc.metadata.get("template", "llama3"),
+                                        chat_template=doc.metadata.get("chat_template"))
+            except ChatSkip as skip:
+                ledger.drop(skip.args[0], where=str(doc.id), text=doc.text)
+                continue
         else:
             ids = tok.encode(doc.text)
             if bos or eos:

@@ -13,12 +13,14 @@ from typing import Any
 from mixcraft.readers.base import Reader
 from mixcraft.readers.books import BooksReader
 from mixcraft.readers.chat import ChatReader
+from mixcraft.readers.code_files import CodeFilesReader
 from mixcraft.readers.code_repos import CodeReposReader
 from mixcraft.readers.hf import HFReader
 from mixcraft.readers.text import TextReader
 
 READERS: dict[str, type[Reader]] = {
     "code_repos": CodeReposReader,
+    "code_files": CodeFilesReader,
     "books": BooksReader,
     "text": TextReader,
     "chat": ChatReader,
@@ -36,6 +38,20 @@ def check_reader_config(ctx: Any, where: str, cfg: dict[str, Any], base: Path) -
         raise ctx.fail(where, "give exactly one of `paths` (local files) or `dataset` (a hub dataset)")
     if "paths" in cfg:
         cfg["paths"] = [_resolve_path(ctx, f"{where}.paths[{i}]", p, base) for i, p in enumerate(cfg["paths"])]
+    if "header" in cfg:
+        try:
+            cfg["header"].format(path="x")
+        except (KeyError, IndexError, ValueError):
+            raise ctx.fail(f"{where}.header", f"{cfg['header']!r}: the only placeholder is {{path}} "
+                           "(write literal braces as {{ and }})") from None
+    if cfg["type"] == "chat":
+        from mixcraft.chat import TEMPLATE_CHOICES
+
+        if cfg.get("template", "llama3") not in TEMPLATE_CHOICES:
+            raise ctx.fail(f"{where}.template", f"expected one of {', '.join(TEMPLATE_CHOICES)}, "
+                           f"got {cfg['template']!r}")
+        if "chat_template" in cfg:
+            cfg["chat_template"] = _resolve_path(ctx, f"{where}.chat_template", cfg["chat_template"], base)
 
 
 def _resolve_path(ctx: Any, where: str, raw: Any, base: Path) -> str:
@@ -55,5 +71,5 @@ def _resolve_path(ctx: Any, where: str, raw: Any, base: Path) -> str:
     return str(path.resolve())
 
 
-def make_reader(source_name: str, cfg: dict[str, Any], ledger: Any) -> Reader:
-    return READERS[cfg["type"]](source_name, cfg, ledger)
+def make_reader(source_name: str, cfg: dict[str, Any], ledger: Any, work_dir: Path | None = None) -> Reader:
+    return READERS[cfg["type"]](source_name, cfg, ledger, work_dir)
