@@ -30,6 +30,9 @@ datatrove's disk-based four-stage MinHash pipeline instead.
 
 from __future__ import annotations
 
+# datatrove's dependency check calls importlib.metadata without importing it; in a process
+# that has not imported it yet the word tokenizer fails with an AttributeError.
+import importlib.metadata  # noqa: F401
 import json
 import shutil
 from collections.abc import Iterable, Iterator

@@ -38,6 +38,8 @@ def check_reader_config(ctx: Any, where: str, cfg: dict[str, Any], base: Path) -
         raise ctx.fail(where, "give exactly one of `paths` (local files) or `dataset` (a hub dataset)")
     if "paths" in cfg:
         cfg["paths"] = [_resolve_path(ctx, f"{where}.paths[{i}]", p, base) for i, p in enumerate(cfg["paths"])]
+        for i, p in enumerate(cfg["paths"]):
+            _check_format(ctx, f"{where}.paths[{i}]", Path(p), cls)
     if "header" in cfg:
         try:
             cfg["header"].format(path="x")
@@ -52,6 +54,19 @@ def check_reader_config(ctx: Any, where: str, cfg: dict[str, Any], base: Path) -
                            f"got {cfg['template']!r}")
         if "chat_template" in cfg:
             cfg["chat_template"] = _resolve_path(ctx, f"{where}.chat_template", cfg["chat_template"], base)
+
+
+def _check_format(ctx: Any, where: str, path: Path, cls: type[Reader]) -> None:
+    """A file named directly must be one the reader can read (folders are searched instead)."""
+    if not path.is_file():
+        return
+    if cls is CodeReposReader:
+        raise ctx.fail(where, f"{path.name} is a file; code_repos takes folders holding repositories "
+                       "(subfolders, git clones or archives), so name the folder that holds it")
+    suffixes = getattr(cls, "suffixes", ())
+    if suffixes and not path.name.endswith(suffixes):
+        raise ctx.fail(where, f"{path.name}: unsupported format for a {cls.__name__.removesuffix('Reader')} "
+                       f"source (it reads {', '.join(suffixes)})")
 
 
 def _resolve_path(ctx: Any, where: str, raw: Any, base: Path) -> str:

@@ -84,6 +84,7 @@ class _PartitionWriter:
 
 
 class CodeFilesReader(Reader):
+    suffixes = JSONL_SUFFIXES + PARQUET_SUFFIXES
     params = {"paths": list, "repo_field": str, "path_field": str, "content_field": str, "lang_field": str,
               "partitions": int, **FILE_RULE_PARAMS, **_HF_KEYS}
     required = ()
