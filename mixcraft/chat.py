@@ -8,6 +8,13 @@ The Llama-3 chat format, built from the tokenizer's own special tokens:
 `<|eot_id|>` that closes each (so the model learns to stop). Headers never count. With
 `loss_on_input`, user and system content count too (Llama 2 Long's ablation: LM loss on the
 long inputs helps).
+
+With `template: tokenizer` the tokenizer's own chat template renders the conversation
+(transformers' `apply_chat_template`), and the mask is computed by rendering prefixes: an
+assistant turn's tokens are those that rendering messages[:i+1] adds to rendering
+messages[:i] with the generation prompt, mapped to tokens by character offsets. A sample where
+that would be inexact is dropped with a reason instead (`special_token_in_content`,
+`template_not_prefix_stable`, `mask_boundary_inside_token`, `template_mask_ambiguous`).
 """
 
 from __future__ import annotations

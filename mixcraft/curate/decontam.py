@@ -17,10 +17,11 @@ index is built once per (eval file content, n, field) under OUT/.mixcraft/decont
 
 from __future__ import annotations
 
+import hashlib
+
 # datatrove's dependency check calls importlib.metadata without importing it; in a process
 # that has not imported it yet the word tokenizer fails with an AttributeError.
 import importlib.metadata  # noqa: F401
-import hashlib
 import json
 import os
 from pathlib import Path

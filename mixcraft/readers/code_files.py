@@ -43,7 +43,14 @@ from mixcraft.ledger import Ledger
 from mixcraft.readers.base import Reader, Unit, expand_paths
 from mixcraft.readers.code_common import FILE_RULE_PARAMS, FileRules, join_repo, language_of
 from mixcraft.readers.hf import HF_PARAMS, hf_records
-from mixcraft.readers.text import JSONL_SUFFIXES, PARQUET_SUFFIXES, get_field, iter_jsonl, iter_parquet
+from mixcraft.readers.text import (
+    JSONL_SUFFIXES,
+    MAX_LINE_BYTES,
+    PARQUET_SUFFIXES,
+    get_field,
+    iter_jsonl,
+    iter_parquet,
+)
 
 FLUSH_BYTES = 64 << 20  # rows buffered before a flush to disk: the pass's memory bound
 PARTITION_BYTES = 64 << 20  # input bytes per partition by default: a task's memory bound
@@ -86,7 +93,7 @@ class _PartitionWriter:
 class CodeFilesReader(Reader):
     suffixes = JSONL_SUFFIXES + PARQUET_SUFFIXES
     params = {"paths": list, "repo_field": str, "path_field": str, "content_field": str, "lang_field": str,
-              "partitions": int, **FILE_RULE_PARAMS, **_HF_KEYS}
+              "partitions": int, "max_line_bytes": int, **FILE_RULE_PARAMS, **_HF_KEYS}
     required = ()
 
     # -- pass 1: partition -------------------------------------------------------------------
@@ -139,7 +146,8 @@ class CodeFilesReader(Reader):
         where_filter = self.cfg.get("where", {})
         for path in self._input_files():
             try:
-                rows = iter_parquet(path, ledger) if path.name.endswith(PARQUET_SUFFIXES) else iter_jsonl(path, ledger)
+                rows = (iter_parquet(path, ledger) if path.name.endswith(PARQUET_SUFFIXES)
+                        else iter_jsonl(path, ledger, self.cfg.get("max_line_bytes", MAX_LINE_BYTES)))
                 for n, record in rows:
                     if where_filter and not all(get_field(record, k) == v for k, v in where_filter.items()):
                         ledger.note("not_selected")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from pydoc_data.topics import topics  # real English prose: the Python language reference
 
 import numpy as np
 import pytest
-from pydoc_data.topics import topics  # real English prose: the Python language reference
 
 MH = {"threshold": 0.8, "n_grams": 5, "num_buckets": 14, "hashes_per_bucket": 8, "seed": 1}
 

@@ -7,11 +7,11 @@ import os
 import sys
 import types
 from pathlib import Path
+from pydoc_data.topics import topics
 
 import numpy as np
 import pytest
 from datatrove.data import Document
-from pydoc_data.topics import topics
 
 from mixcraft.curate.filters import build_filters
 
