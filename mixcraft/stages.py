@@ -21,11 +21,15 @@ from mixcraft.tokenize import Tok
 
 
 def take_docs(docs: Iterable[Document], limit: int | None) -> Iterator[Document]:
-    """At most `limit` documents (the `--limit` of a trial build); None means all."""
-    for i, doc in enumerate(docs):
+    """At most `limit` documents (the `--limit` of a trial build); None means all. Stops
+    without pulling document `limit + 1`: a reader counts a document as read when it yields it,
+    so pulling one more would break read = kept + dropped."""
+    if limit is not None and limit <= 0:
+        return
+    for i, doc in enumerate(docs, 1):
+        yield doc
         if limit is not None and i >= limit:
             return
-        yield doc
 
 
 def filter_text(docs: Iterable[Document], filters: list[Filter], ledger: Ledger) -> Iterator[Document]:

@@ -142,3 +142,16 @@ def test_missing_hf_dataset_is_one_clear_line(tmp_path, read_source):
 
     with pytest.raises(UserError, match=r"dataset 'json': cannot be loaded .*point `data_files`"):
         read_source({"type": "hf", "dataset": "json", "data_files": [str(tmp_path / "nope.jsonl")]})
+
+
+def test_limit_reads_exactly_limit_documents(tmp_path):
+    """--limit must not pull one document more than it passes on (the ledger would not add up)."""
+    from mixcraft.ledger import Ledger
+    from mixcraft.readers import make_reader
+    from mixcraft.stages import take_docs
+
+    (tmp_path / "a.jsonl").write_bytes(_jsonl_bytes(RECORDS))
+    ledger = Ledger("s")
+    reader = make_reader("s", {"type": "text", "paths": [str(tmp_path)]}, ledger)
+    reader.task_units(0, 1)
+    assert len(list(take_docs(reader.read(0, 1), 3))) == 3 and ledger.docs_read == 3
