@@ -21,13 +21,22 @@ from typing import Any
 from datatrove.pipeline.base import PipelineStep
 
 from mixcraft import __version__
+from mixcraft.curate.dedup import drop_duplicates, load_verdicts
 from mixcraft.curate.filters import build_filters
 from mixcraft.ledger import Ledger, merge_ledgers
 from mixcraft.mds import SubsetWriter, merge_subset, shard_files
+from mixcraft.prepare import prepare_dir, prepare_sources
 from mixcraft.readers import make_reader
 from mixcraft.recipe import Recipe, Source, write_resolved
-from mixcraft.stages import (BucketSink, Progress, filter_text, filter_tokens, route_and_pack, take_docs,
-                             tokenize_docs)
+from mixcraft.stages import (
+    BucketSink,
+    Progress,
+    filter_text,
+    filter_tokens,
+    route_and_pack,
+    take_docs,
+    tokenize_docs,
+)
 from mixcraft.tokenize import load_tokenizer
 
 WORK_DIR = ".mixcraft"
@@ -67,8 +76,10 @@ def run_task(recipe: Recipe, spec: TaskSpec, out: Path, *, limit: int | None, st
     source = recipe.source(spec.source)
     work = out / WORK_DIR
     ledger = Ledger(source.name, strict=strict)
+    if recipe.output.write_dropped:
+        ledger.write_dropped_to(work / "dropped" / source.name / f"{spec.task:05d}.jsonl")
     tok = load_tokenizer(recipe.tokenizer)
-    reader = make_reader(source.name, source.reader, ledger)
+    reader = make_reader(source.name, source.reader, ledger, work_dir=prepare_dir(work, source.name))
     units = reader.task_units(spec.task, spec.n_tasks)
     progress = Progress(work / "progress" / f"{source.name}.{spec.task:05d}.json", source.name,
                         sum(u.size_bytes for u in units))
@@ -83,10 +94,11 @@ def run_task(recipe: Recipe, spec: TaskSpec, out: Path, *, limit: int | None, st
                    budgets[b.name])
         for b in source.buckets
     ]
-    filters = build_filters(source.filters)
+    filters = build_filters(source.filters, work_dir=work)
 
     docs = reader.read(spec.task, spec.n_tasks)
     docs = take_docs(docs, split_limit(limit, spec.task, spec.n_tasks))
+    docs = drop_duplicates(docs, load_verdicts(work, source.name, spec.task), ledger)
     docs = progress.track_text(docs)
     docs = filter_text(docs, filters, ledger)
     tdocs = tokenize_docs(docs, tok, ledger, add_bos=recipe.add_bos, add_eos=recipe.add_eos)
@@ -96,6 +108,7 @@ def run_task(recipe: Recipe, spec: TaskSpec, out: Path, *, limit: int | None, st
         pass
 
     buckets = {s.bucket.name: s.finish() for s in sinks}
+    ledger.close()
     result = {"ledger": ledger.to_dict(), "buckets": buckets}
     path = work / "tasks" / source.name / f"{spec.task:05d}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,6 +218,7 @@ def build(recipe: Recipe, out: Path, *, workers: int = 1, limit: int | None = No
     load_tokenizer(recipe.tokenizer)
     import streaming  # noqa: F401
 
+    prepare_sources(recipe, out / WORK_DIR, limit=limit, strict=strict)
     ex = make_executor(recipe, out, workers=workers, limit=limit, strict=strict, executor=executor)
     if show_progress and sys.stderr.isatty():
         from mixcraft.progress import run_with_progress

@@ -143,7 +143,7 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"error: {exc}", highlight=False, soft_wrap=True, markup=False)  # "[books]" is a YAML path, not markup
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted; re-run the same command to resume")

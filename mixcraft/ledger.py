@@ -21,6 +21,7 @@ from typing import Any
 from mixcraft.errors import UserError
 
 _EXAMPLES_PER_REASON = 3
+EXCERPT_CHARS = 500  # of a dropped document's text, in the optional dropped-samples file
 
 
 @dataclass
@@ -38,15 +39,31 @@ class Ledger:
     notes: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     budget_reached: bool = False
+    dropped_file: Any = field(default=None, repr=False)  # open JSONL of dropped samples, or None
+
+    def write_dropped_to(self, path: Path) -> None:
+        """Also write each dropped document as a JSONL line (id, reason, excerpt) to `path`.
+        Opened with "w": a re-run task rewrites its file from scratch, as it does its shards."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.dropped_file = open(path, "w", encoding="utf-8")
+
+    def close(self) -> None:
+        if self.dropped_file is not None:
+            self.dropped_file.close()
+            self.dropped_file = None
 
     def read(self, n: int = 1) -> None:
         self.docs_read += n
 
-    def drop(self, reason: str, *, where: str = "", tokens: int = 0) -> None:
-        """Count one dropped input record; in strict mode a reader-level skip is an error."""
+    def drop(self, reason: str, *, where: str = "", tokens: int = 0, text: str | None = None) -> None:
+        """Count one dropped input record (with its text, when known, for the dropped-samples file)."""
         self.docs_dropped[reason] += 1
         self.tokens_dropped[reason] += tokens
         self._example(reason, where)
+        if self.dropped_file is not None:
+            line = {"id": where, "reason": reason, "tokens": tokens,
+                    "excerpt": None if text is None else text[:EXCERPT_CHARS]}
+            self.dropped_file.write(json.dumps(line, ensure_ascii=False) + "\n")
 
     def skip(self, reason: str, where: str) -> None:
         """A malformed or unusable input record: dropped, or an error under --strict."""
@@ -67,6 +84,20 @@ class Ledger:
             bucket = self.examples.setdefault(reason, [])
             if len(bucket) < _EXAMPLES_PER_REASON:
                 bucket.append(where)
+
+    def absorb(self, other: dict[str, Any]) -> None:
+        """Add the counts of a saved ledger (`to_dict` form), e.g. a pass that ran before this task."""
+        self.docs_read += other["docs"]["read"]
+        self.docs_kept += other["docs"]["kept"]
+        self.docs_split += other["docs"]["split"]
+        self.docs_dropped.update(other["docs"]["dropped"])
+        for k in ("kept", "packed", "tail"):
+            setattr(self, f"tokens_{k}", getattr(self, f"tokens_{k}") + other["tokens"][k])
+        self.tokens_dropped.update(other["tokens"]["dropped"])
+        self.notes.update(other["notes"])
+        for reason, wheres in other["examples"].items():
+            for where in wheres:
+                self._example(reason, where)
 
     def to_dict(self) -> dict[str, Any]:
         return {

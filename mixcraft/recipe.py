@@ -17,7 +17,7 @@ import yaml
 
 from mixcraft.errors import UserError
 
-READER_TYPES = ("code_repos", "books", "text", "chat", "hf")
+READER_TYPES = ("code_repos", "code_files", "books", "text", "chat", "hf")
 PACKING_MODES = ("prolong",)
 COMPRESSIONS = ("zstd", "none")
 PROPORTION_TOLERANCE = 1e-6
@@ -57,6 +57,7 @@ class Source:
 class Output:
     compression: str = "zstd"
     shard_size_bytes: int = 1 << 26  # ProLong's released shards use 64 MiB (67,108,864)
+    write_dropped: bool = False  # OUT/.mixcraft/dropped/<source>/<task>.jsonl: id, reason, excerpt
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Recipe:
     total_tokens: int | None = None
     groups: dict[str, float] = field(default_factory=dict)
     output: Output = field(default_factory=Output)
+    dedup: dict[str, Any] | None = None  # see mixcraft/curate/dedup.py
     path: str = ""
 
     def source(self, name: str) -> Source:
@@ -92,14 +94,14 @@ class Recipe:
 
 _TOP_KEYS = {
     "name": str, "seed": int, "tokenizer": str, "seq_len": int, "total_tokens": (int, type(None)),
-    "add_bos": bool, "add_eos": bool, "groups": dict, "output": dict, "sources": list,
+    "add_bos": bool, "add_eos": bool, "groups": dict, "output": dict, "sources": list, "dedup": dict,
 }
 _SOURCE_KEYS = {
     "name": str, "reader": dict, "filters": list, "packing": str, "buckets": list,
     "proportion": (int, float), "group": str, "tasks": int, "max_docs": int,
 }
 _BUCKET_KEYS = {"min_tokens": int, "chunk_tokens": int, "proportion": (int, float), "name": str}
-_OUTPUT_KEYS = {"compression": str, "shard_size_bytes": int}
+_OUTPUT_KEYS = {"compression": str, "shard_size_bytes": int, "write_dropped": bool}
 
 
 class _Ctx:
@@ -193,7 +195,7 @@ def _parse_source(ctx: _Ctx, i: int, raw: Any, seq_len: int, base: Path) -> Sour
     from mixcraft.curate.filters import check_filter_config
 
     for j, f in enumerate(filters):
-        check_filter_config(ctx, f"{where}.filters[{j}]", f)
+        check_filter_config(ctx, f"{where}.filters[{j}]", f, base)
     buckets = _parse_buckets(ctx, where, raw.get("buckets"), seq_len)
     with_prop = [b for b in buckets if b.proportion is not None]
     if with_prop and len(with_prop) != len(buckets):
@@ -267,6 +269,10 @@ def parse_recipe(data: Any, file: str, base: Path) -> Recipe:
         add_eos=data.get("add_eos", False), total_tokens=data.get("total_tokens"),
         groups={k: float(v) for k, v in groups.items()}, output=output, path=file,
     )
+    if "dedup" in data:
+        from mixcraft.curate.dedup import check_dedup_config
+
+        recipe.dedup = check_dedup_config(ctx, data["dedup"], names)
     _resolve_proportions(ctx, recipe)
     return recipe
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from mixcraft.chat import render_llama3
+from mixcraft.chat import ChatSkip, render_chat
 from mixcraft.curate.filters import Filter
 from mixcraft.ledger import Ledger
 from mixcraft.mds import SubsetWriter
@@ -21,18 +21,14 @@ from mixcraft.tokenize import Tok
 
 
 def take_docs(docs: Iterable[Document], limit: int | None) -> Iterator[Document]:
-    """At most `limit` documents (the `--limit` of a trial build); None means all.
-
-    Stops without pulling document limit+1: a reader counts a document as read when it
-    yields it, so pulling one more would count a read that nothing accounts for."""
-    if limit is None:
-        yield from docs
+    """At most `limit` documents (the `--limit` of a trial build); None means all. Stops
+    without pulling document `limit + 1`: a reader counts a document as read when it yields it,
+    so pulling one more would break read = kept + dropped."""
+    if limit is not None and limit <= 0:
         return
-    if limit <= 0:
-        return
-    for i, doc in enumerate(docs, start=1):
+    for i, doc in enumerate(docs, 1):
         yield doc
-        if i >= limit:
+        if limit is not None and i >= limit:
             return
 
 
@@ -42,7 +38,7 @@ def filter_text(docs: Iterable[Document], filters: list[Filter], ledger: Ledger)
     for doc in docs:
         reason = next((r for f in text_filters if (r := f.check(doc)) is not None), None)
         if reason:
-            ledger.drop(reason, where=str(doc.id))
+            ledger.drop(reason, where=str(doc.id), text=doc.text)
             continue
         yield doc
 
@@ -58,7 +54,13 @@ def tokenize_docs(docs: Iterable[Document], tok: Tok, ledger: Ledger, *, add_bos
     for doc in docs:
         mask = None
         if "messages" in doc.metadata:
-            ids, mask = render_llama3(doc.metadata["messages"], tok, loss_on_input=doc.metadata["loss_on_input"])
+            try:
+                ids, mask = render_chat(doc.metadata["messages"], tok, loss_on_input=doc.metadata["loss_on_input"],
+                                        template=doc.metadata.get("template", "llama3"),
+                                        chat_template=doc.metadata.get("chat_template"))
+            except ChatSkip as skip:
+                ledger.drop(skip.args[0], where=str(doc.id), text=doc.text)
+                continue
         else:
             ids = tok.encode(doc.text)
             if bos or eos:

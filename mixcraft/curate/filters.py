@@ -3,7 +3,9 @@
 Quality filters are datatrove's own blocks (Gopher quality and repetition, C4, FineWeb), run
 as they are; their drop reasons (e.g. `gopher_short_doc`) go to the ledger unchanged. Length
 filters are ours: `min_chars`/`max_chars` run on text before tokenization, `min_tokens`/
-`max_tokens` after it.
+`max_tokens` after it. `decontaminate` (curate/decontam.py, datatrove's n-gram filter) and
+`language` (curate/language.py, a local fastText model) take a file path, resolved against
+the recipe's folder.
 
     filters:
       - {type: min_chars, value: 200}
@@ -13,7 +15,9 @@ filters are ours: `min_chars`/`max_chars` run on text before tokenization, `min_
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from datatrove.data import Document
@@ -26,7 +30,8 @@ DATATROVE_FILTERS = {
     "c4_quality": ("datatrove.pipeline.filters", "C4QualityFilter"),
     "fineweb_quality": ("datatrove.pipeline.filters", "FineWebQualityFilter"),
 }
-FILTER_TYPES = sorted(TEXT_LENGTH | TOKEN_LENGTH | set(DATATROVE_FILTERS))
+WITH_FILES = {"decontaminate", "language"}  # filters reading a user-given file
+FILTER_TYPES = sorted(TEXT_LENGTH | TOKEN_LENGTH | set(DATATROVE_FILTERS) | WITH_FILES)
 
 
 def _datatrove_class(ftype: str):
@@ -36,7 +41,7 @@ def _datatrove_class(ftype: str):
     return getattr(importlib.import_module(module), name)
 
 
-def check_filter_config(ctx: Any, where: str, cfg: Any) -> None:
+def check_filter_config(ctx: Any, where: str, cfg: Any, base: Path) -> None:
     import difflib
     import inspect
 
@@ -48,6 +53,14 @@ def check_filter_config(ctx: Any, where: str, cfg: Any) -> None:
         hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(FILTER_TYPES)}"
         raise ctx.fail(f"{where}.type", f"unknown filter {ftype!r} ({hint})")
     args = {k: v for k, v in cfg.items() if k != "type"}
+    if ftype in WITH_FILES:
+        from mixcraft.curate.decontam import check_decontam_config
+        from mixcraft.curate.language import check_language_config
+
+        check = check_decontam_config if ftype == "decontaminate" else check_language_config
+        check(ctx, where, args, base)
+        cfg.update(args)  # the file path, made absolute
+        return
     if ftype in TEXT_LENGTH | TOKEN_LENGTH:
         if set(args) != {"value"} or isinstance(args["value"], bool) or not isinstance(args["value"], int):
             raise ctx.fail(where, f"{ftype} takes one integer `value`, got {args}")
@@ -88,10 +101,24 @@ class Filter:
         return None if keep else (reason or t)
 
 
-def build_filters(cfgs: list[dict[str, Any]]) -> list[Filter]:
+def _make_block(ftype: str, args: dict[str, Any], work_dir: Path | None):
+    if ftype in DATATROVE_FILTERS:
+        return _datatrove_class(ftype)(**args)
+    if ftype == "decontaminate":
+        from mixcraft.curate.decontam import make_decontam_filter
+
+        return make_decontam_filter(args, work_dir or Path(tempfile.mkdtemp(prefix="mixcraft-decontam-")))
+    if ftype == "language":
+        from mixcraft.curate.language import LanguageFilter
+
+        return LanguageFilter(**args)
+    return None
+
+
+def build_filters(cfgs: list[dict[str, Any]], work_dir: Path | None = None) -> list[Filter]:
+    """Filters ready to run; `work_dir` holds what they build on disk (the decontamination index)."""
     out = []
     for cfg in cfgs:
         args = {k: v for k, v in cfg.items() if k != "type"}
-        block = _datatrove_class(cfg["type"])(**args) if cfg["type"] in DATATROVE_FILTERS else None
-        out.append(Filter(cfg["type"], args, block))
+        out.append(Filter(cfg["type"], args, _make_block(cfg["type"], args, work_dir)))
     return out

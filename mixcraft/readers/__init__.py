@@ -13,12 +13,14 @@ from typing import Any
 from mixcraft.readers.base import Reader
 from mixcraft.readers.books import BooksReader
 from mixcraft.readers.chat import ChatReader
+from mixcraft.readers.code_files import CodeFilesReader
 from mixcraft.readers.code_repos import CodeReposReader
 from mixcraft.readers.hf import HFReader
 from mixcraft.readers.text import TextReader
 
 READERS: dict[str, type[Reader]] = {
     "code_repos": CodeReposReader,
+    "code_files": CodeFilesReader,
     "books": BooksReader,
     "text": TextReader,
     "chat": ChatReader,
@@ -36,6 +38,35 @@ def check_reader_config(ctx: Any, where: str, cfg: dict[str, Any], base: Path) -
         raise ctx.fail(where, "give exactly one of `paths` (local files) or `dataset` (a hub dataset)")
     if "paths" in cfg:
         cfg["paths"] = [_resolve_path(ctx, f"{where}.paths[{i}]", p, base) for i, p in enumerate(cfg["paths"])]
+        for i, p in enumerate(cfg["paths"]):
+            _check_format(ctx, f"{where}.paths[{i}]", Path(p), cls)
+    if "header" in cfg:
+        try:
+            cfg["header"].format(path="x")
+        except (KeyError, IndexError, ValueError):
+            raise ctx.fail(f"{where}.header", f"{cfg['header']!r}: the only placeholder is {{path}} "
+                           "(write literal braces as {{ and }})") from None
+    if cfg["type"] == "chat":
+        from mixcraft.chat import TEMPLATE_CHOICES
+
+        if cfg.get("template", "llama3") not in TEMPLATE_CHOICES:
+            raise ctx.fail(f"{where}.template", f"expected one of {', '.join(TEMPLATE_CHOICES)}, "
+                           f"got {cfg['template']!r}")
+        if "chat_template" in cfg:
+            cfg["chat_template"] = _resolve_path(ctx, f"{where}.chat_template", cfg["chat_template"], base)
+
+
+def _check_format(ctx: Any, where: str, path: Path, cls: type[Reader]) -> None:
+    """A file named directly must be one the reader can read (folders are searched instead)."""
+    if not path.is_file():
+        return
+    if cls is CodeReposReader:
+        raise ctx.fail(where, f"{path.name} is a file; code_repos takes folders holding repositories "
+                       "(subfolders, git clones or archives), so name the folder that holds it")
+    suffixes = getattr(cls, "suffixes", ())
+    if suffixes and not path.name.endswith(suffixes):
+        raise ctx.fail(where, f"{path.name}: unsupported format for a {cls.__name__.removesuffix('Reader')} "
+                       f"source (it reads {', '.join(suffixes)})")
 
 
 def _resolve_path(ctx: Any, where: str, raw: Any, base: Path) -> str:
@@ -55,5 +86,5 @@ def _resolve_path(ctx: Any, where: str, raw: Any, base: Path) -> str:
     return str(path.resolve())
 
 
-def make_reader(source_name: str, cfg: dict[str, Any], ledger: Any) -> Reader:
-    return READERS[cfg["type"]](source_name, cfg, ledger)
+def make_reader(source_name: str, cfg: dict[str, Any], ledger: Any, work_dir: Path | None = None) -> Reader:
+    return READERS[cfg["type"]](source_name, cfg, ledger, work_dir)

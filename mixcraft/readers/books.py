@@ -1,4 +1,7 @@
-"""Books: one `.txt` file per book, or records of JSONL/Parquet files (SlimPajama style).
+"""Books: one `.txt` file per book, or records of JSONL/Parquet files or an HF dataset
+(SlimPajama style: `dataset: cerebras/SlimPajama-627B` with
+`where: {meta.redpajama_set_name: RedPajamaBook}` keeps the book subset; other records are
+counted as `not_selected` notes).
 
 Project Gutenberg texts carry a licence header and footer around the book; with
 `strip_gutenberg: true` (the default) they are cut at the `*** START OF ...` and
@@ -13,7 +16,8 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from mixcraft.readers.base import Unit, decode_text, expand_paths, looks_binary
+from mixcraft.readers.base import Unit, decode_text, looks_binary
+from mixcraft.readers.hf import HF_PARAMS
 from mixcraft.readers.text import JSONL_SUFFIXES, PARQUET_SUFFIXES, RecordReader
 
 _START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE | re.IGNORECASE)
@@ -30,33 +34,28 @@ def strip_gutenberg(text: str) -> tuple[str, bool, bool]:
 
 
 class BooksReader(RecordReader):
-    params = {"paths": list, "text_field": str, "id_field": str, "where": dict, "strip_gutenberg": bool}
-    required = ("paths",)
+    params = {"paths": list, "text_field": str, "id_field": str, "where": dict, "strip_gutenberg": bool,
+              "max_line_bytes": int, "max_book_bytes": int, **HF_PARAMS}
+    required = ()
     suffixes = (".txt",) + JSONL_SUFFIXES + PARQUET_SUFFIXES
-
-    def units(self) -> list[Unit]:
-        files = expand_paths(self.cfg["paths"], self.suffixes)
-        return [Unit(key=str(f), path=str(f), size_bytes=f.stat().st_size) for f in files]
 
     def read_unit(self, unit: Unit) -> Iterator[Document]:
         if unit.path.endswith(".txt"):
             yield from self._read_txt(Path(unit.path))
+        else:
+            yield from super().read_unit(unit)
+
+    def record_docs(self, where: str, record: dict) -> Iterator[Document]:
+        text = self.record_text(record, where)
+        if text is None:
             return
-        for where, record in self.records(unit):
-            if not self.selected(record):
-                self.ledger.note("not_selected")
-                continue
-            text = self.record_text(record, where)
-            if text is None:
-                continue
-            self.ledger.read()
-            doc_id = record.get(self.cfg.get("id_field", "id")) or where
-            yield self.doc(self._strip(text), str(doc_id), where=where)
+        self.ledger.read()
+        yield self.doc(self._strip(text), self.record_id(record, where), where=where)
 
     def _read_txt(self, path: Path) -> Iterator[Document]:
         where = str(path)
         try:
-            if path.stat().st_size > MAX_BOOK_BYTES:
+            if path.stat().st_size > self.cfg.get("max_book_bytes", MAX_BOOK_BYTES):
                 self.ledger.skip("too_large", where)
                 return
             data = path.read_bytes()

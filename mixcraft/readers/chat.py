@@ -1,6 +1,10 @@
 """Chat conversations for SFT: OpenAI `messages` or ShareGPT `conversations`, from
 JSONL/Parquet files or a hub dataset. Rendering to tokens and the loss mask happens at
 tokenization (mixcraft/chat.py), because it needs the tokenizer's special tokens.
+
+`template: llama3` (default) renders the Llama-3 format directly; `template: tokenizer` uses
+the tokenizer's own Jinja chat template (from tokenizer_config.json beside tokenizer.json, or
+the file `chat_template: FILE.jinja`).
 """
 
 from __future__ import annotations
@@ -10,8 +14,7 @@ from typing import Any
 
 from datatrove.data import Document
 
-from mixcraft.readers.base import Unit
-from mixcraft.readers.hf import HF_PARAMS, hf_records
+from mixcraft.readers.hf import HF_PARAMS
 from mixcraft.readers.text import RecordReader
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -41,36 +44,18 @@ def normalize_messages(record: dict[str, Any], field: str | None) -> list[dict[s
 
 
 class ChatReader(RecordReader):
-    params = {"paths": list, "messages_field": str, "loss_on_input": bool, **HF_PARAMS}
+    params = {"paths": list, "messages_field": str, "loss_on_input": bool, "template": str, "chat_template": str,
+              "max_line_bytes": int, **HF_PARAMS}
     required = ()
 
-    def units(self) -> list[Unit]:
-        if "dataset" in self.cfg:
-            return [Unit(key=self.cfg["dataset"], path=self.cfg["dataset"], size_bytes=0)]
-        return super().units()
-
-    def read(self, task: int, n_tasks: int) -> Iterator[Document]:
-        if "dataset" not in self.cfg:
-            yield from super().read(task, n_tasks)
-            return
-        for where, record in hf_records(self.cfg, task, n_tasks, self.ledger):
-            doc = self._to_doc(where, record)
-            if doc is not None:
-                yield doc
-
-    def read_unit(self, unit: Unit) -> Iterator[Document]:
-        for where, record in self.records(unit):
-            doc = self._to_doc(where, record)
-            if doc is not None:
-                yield doc
-
-    def _to_doc(self, where: str, record: dict) -> Document | None:
+    def record_docs(self, where: str, record: dict) -> Iterator[Document]:
         messages = normalize_messages(record, self.cfg.get("messages_field"))
         if isinstance(messages, str):
             self.ledger.skip(messages, where)
-            return None
+            return
         self.ledger.read()
         loss_on_input = bool(record.get("loss_on_input", self.cfg.get("loss_on_input", False)))
         text = "\n\n".join(m["content"] for m in messages)  # what filters and dedup look at
-        doc_id = record.get("id") or where
-        return self.doc(text, str(doc_id), where=where, messages=messages, loss_on_input=loss_on_input)
+        template = {"template": self.cfg.get("template", "llama3"), "chat_template": self.cfg.get("chat_template")}
+        yield self.doc(text, self.record_id(record, where), where=where, messages=messages,
+                       loss_on_input=loss_on_input, **template)

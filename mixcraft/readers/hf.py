@@ -13,8 +13,7 @@ from typing import Any
 from datatrove.data import Document
 
 from mixcraft.errors import UserError
-from mixcraft.readers.base import Reader, Unit
-from mixcraft.readers.text import get_field
+from mixcraft.readers.base import Reader, Unit, get_field
 
 HF_PARAMS = {"dataset": str, "config": str, "split": str, "data_files": (str, list, dict), "revision": str,
              "streaming": bool, "text_field": str, "id_field": str, "where": dict}
@@ -47,7 +46,7 @@ class HFReader(Reader):
     params = HF_PARAMS
     required = ("dataset",)
 
-    def units(self) -> list[Unit]:
+    def list_units(self) -> list[Unit]:
         return [Unit(key=self.cfg["dataset"], path=self.cfg["dataset"], size_bytes=0)]
 
     def read(self, task: int, n_tasks: int) -> Iterator[Document]:

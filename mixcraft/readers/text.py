@@ -1,4 +1,12 @@
-"""Short text from JSONL (plain, .gz, .zst) and Parquet files, one document per record."""
+"""Short text from JSONL (plain, .gz, .zst) and Parquet files, or an HF dataset streamed with
+`datasets` (`dataset:` instead of `paths:`), one document per record.
+
+Bad input is counted, never fatal: malformed JSON lines (`malformed_json`), invalid UTF-8
+(`invalid_utf8`), lines longer than `max_line_bytes` (`line_too_long`; the line is skipped
+without being held in memory, so a 1 GB one-line file costs one read buffer), records that
+are not objects or lack the text field, empty files (note `empty_file`), unreadable or
+corrupt files.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +15,13 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 import zstandard
-
 from datatrove.data import Document
 
-from mixcraft.readers.base import Reader, Unit, expand_paths
+from mixcraft.readers.base import Reader, Unit, expand_paths, get_field
+from mixcraft.readers.hf import HF_PARAMS
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst")
 PARQUET_SUFFIXES = (".parquet",)
@@ -29,16 +36,6 @@ def open_binary(path: Path) -> io.BufferedIOBase:
     if path.name.endswith(".zst"):
         return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))
     return open(path, "rb")
-
-
-def get_field(record: dict[str, Any], dotted: str) -> Any:
-    """`meta.redpajama_set_name` looks inside nested mappings."""
-    value: Any = record
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 def iter_jsonl(path: Path, ledger, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, dict]]:
@@ -86,21 +83,47 @@ def iter_parquet(path: Path, ledger, columns: list[str] | None = None) -> Iterat
 
 
 class RecordReader(Reader):
-    """Records from JSONL/Parquet files; subclasses turn a record into a document."""
+    """Records from local JSONL/Parquet files, or from an HF dataset (`dataset`, streamed and
+    split across tasks by `datasets`); subclasses turn one record into a document."""
 
     suffixes = JSONL_SUFFIXES + PARQUET_SUFFIXES
 
-    def units(self) -> list[Unit]:
-        files = expand_paths(self.cfg["paths"], self.suffixes)
+    def list_units(self) -> list[Unit]:
+        if "dataset" in self.cfg:
+            return [Unit(key=self.cfg["dataset"], path=self.cfg["dataset"], size_bytes=0)]
+        files = expand_paths(self.cfg["paths"], self.suffixes, self.listing_note)
         return [Unit(key=str(f), path=str(f), size_bytes=f.stat().st_size) for f in files]
+
+    def read(self, task: int, n_tasks: int) -> Iterator[Document]:
+        if "dataset" not in self.cfg:
+            yield from super().read(task, n_tasks)
+            return
+        from mixcraft.readers.hf import hf_records
+
+        for where, record in hf_records(self.cfg, task, n_tasks, self.ledger):  # applies `where` itself
+            yield from self.record_docs(where, record)
+
+    def read_unit(self, unit: Unit) -> Iterator[Document]:
+        for where, record in self.records(unit):
+            if not self.selected(record):
+                self.ledger.note("not_selected")  # another subset of the same files (see `where`)
+                continue
+            yield from self.record_docs(where, record)
+
+    def record_docs(self, where: str, record: dict) -> Iterator[Document]:
+        """The document of one selected record (none if it is unusable, counted)."""
+        raise NotImplementedError
 
     def records(self, unit: Unit) -> Iterator[tuple[str, dict]]:
         path = Path(unit.path)
         try:
+            if path.stat().st_size == 0:
+                self.ledger.note("empty_file", str(path))
+                return
             if path.name.endswith(PARQUET_SUFFIXES):
                 rows = iter_parquet(path, self.ledger)
             else:
-                rows = iter_jsonl(path, self.ledger)
+                rows = iter_jsonl(path, self.ledger, self.cfg.get("max_line_bytes", MAX_LINE_BYTES))
             for n, record in rows:
                 yield f"{path}:{n}", record
         except PermissionError:
@@ -123,19 +146,18 @@ class RecordReader(Reader):
         """The optional `where: {field: value}` metadata filter (e.g. SlimPajama's book subset)."""
         return all(get_field(record, k) == v for k, v in self.cfg.get("where", {}).items())
 
+    def record_id(self, record: dict, where: str) -> str:
+        return str(record.get(self.cfg.get("id_field", "id")) or where)
+
 
 class TextReader(RecordReader):
-    params = {"paths": list, "text_field": str, "id_field": str, "where": dict}
-    required = ("paths",)
+    params = {"paths": list, "text_field": str, "id_field": str, "where": dict, "max_line_bytes": int,
+              **HF_PARAMS}
+    required = ()
 
-    def read_unit(self, unit: Unit) -> Iterator[Document]:
-        for where, record in self.records(unit):
-            if not self.selected(record):
-                self.ledger.note("not_selected")  # another subset of the same files (see `where`)
-                continue
-            text = self.record_text(record, where)
-            if text is None:
-                continue
-            self.ledger.read()
-            doc_id = record.get(self.cfg.get("id_field", "id")) or where
-            yield self.doc(text, str(doc_id), where=where)
+    def record_docs(self, where: str, record: dict) -> Iterator[Document]:
+        text = self.record_text(record, where)
+        if text is None:
+            return
+        self.ledger.read()
+        yield self.doc(text, self.record_id(record, where), where=where)
