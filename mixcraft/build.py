@@ -85,7 +85,7 @@ def run_task(recipe: Recipe, spec: TaskSpec, out: Path, *, limit: int | None, st
                         sum(u.size_bytes for u in units))
     with_mask = source.reader["type"] == "chat"
     # Tasks past the last unit get nothing to read; the budget is shared by those that do.
-    budgets = bucket_budgets(recipe, source, max(1, min(spec.n_tasks, len(reader.units()))))
+    budgets = bucket_budgets(recipe, source, reader.active_tasks(spec.n_tasks))
     sinks = [
         BucketSink(b, recipe.seq_len, ledger,
                    SubsetWriter(out / source.name / b.name / f"{spec.task:05d}", domain=source.name,

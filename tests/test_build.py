@@ -118,3 +118,15 @@ def test_demo_recipe_end_to_end_on_a_few_documents(tmp_path):
     assert {s["source"] for s in m["streams"]} == {"code_repos", "books", "textbooks", "doc_pages", "changelogs"}
     for name, led in m["ledger"].items():
         assert 0 < led["docs"]["read"] <= 6, name
+
+
+def test_budget_is_shared_by_the_tasks_that_get_input(tmp_path):
+    """A streamed dataset is split over every task; a lone file goes to one task."""
+    from mixcraft.readers import make_reader
+    from mixcraft.ledger import Ledger
+
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    one_file = make_reader("s", {"type": "text", "paths": [str(tmp_path / "a.jsonl")]}, Ledger("s"))
+    streamed = make_reader("s", {"type": "hf", "dataset": "parquet"}, Ledger("s"))
+    assert one_file.active_tasks(8) == 1
+    assert streamed.active_tasks(8) == 8

@@ -61,6 +61,10 @@ class Reader(ABC):
         self.counts_listing = task == 0
         return self.units()[task::n_tasks]
 
+    def active_tasks(self, n_tasks: int) -> int:
+        """How many of the source's `n_tasks` tasks get input (the budget is shared by those)."""
+        return max(1, min(n_tasks, len(self.units())))
+
     def listing_note(self, reason: str, where: str = "") -> None:
         if getattr(self, "counts_listing", True):
             self.ledger.note(reason, where)

@@ -49,6 +49,9 @@ class HFReader(Reader):
     def list_units(self) -> list[Unit]:
         return [Unit(key=self.cfg["dataset"], path=self.cfg["dataset"], size_bytes=0)]
 
+    def active_tasks(self, n_tasks: int) -> int:
+        return n_tasks  # `datasets` splits a streamed dataset over every task
+
     def read(self, task: int, n_tasks: int) -> Iterator[Document]:
         field = self.cfg.get("text_field", "text")
         for where, record in hf_records(self.cfg, task, n_tasks, self.ledger):

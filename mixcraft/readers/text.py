@@ -94,6 +94,10 @@ class RecordReader(Reader):
         files = expand_paths(self.cfg["paths"], self.suffixes, self.listing_note)
         return [Unit(key=str(f), path=str(f), size_bytes=f.stat().st_size) for f in files]
 
+    def active_tasks(self, n_tasks: int) -> int:
+        # `datasets` splits a streamed dataset over every task; files go one per task at most.
+        return n_tasks if "dataset" in self.cfg else super().active_tasks(n_tasks)
+
     def read(self, task: int, n_tasks: int) -> Iterator[Document]:
         if "dataset" not in self.cfg:
             yield from super().read(task, n_tasks)
