@@ -46,6 +46,10 @@ def print_plan(recipe) -> None:
     out_console.print(table)
     total = sum(s.proportion for s in recipe.sources)
     out_console.print(f"{len(recipe.sources)} sources, proportions sum to {total:.4f}")
+    if recipe.dedup:
+        kinds = [k for k in ("exact", "minhash") if recipe.dedup.get(k)]
+        over = recipe.dedup.get("sources") or [s.name for s in recipe.sources]
+        out_console.print(f"dedup across sources: {', '.join(kinds)} over {', '.join(over)}")
 
 
 @app.command()
