@@ -92,6 +92,15 @@ def _grid(plt, n: int, width: float, height: float):
     return fig, list(axes.flat)[:n]
 
 
+def _legend(ax, **kwargs: Any) -> None:
+    """A legend, or a note where there is nothing to show (a manifest from before mixcraft
+    recorded lengths)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+    else:
+        ax.text(0.5, 0.5, "no data recorded", transform=ax.transAxes, ha="center", color="0.4")
+
+
 def _save(plt, fig, path: Path, title: str) -> None:
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -123,7 +132,7 @@ def plot_doc_lengths(manifest: dict[str, Any], path: Path) -> None:
         ax.set_title(name, fontsize=10)
         ax.set_ylabel("documents", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7, loc="best")
+        _legend(ax, fontsize=7, loc="best")
     _save(plt, fig, path, f"{manifest['recipe']['name']}: document lengths per source "
                           f"({PLOT_BINS_PER_OCTAVE} bins per doubling)")
 
@@ -186,7 +195,7 @@ def plot_row_fill(manifest: dict[str, Any], path: Path) -> None:
     from matplotlib.ticker import MultipleLocator
 
     right.yaxis.set_major_locator(MultipleLocator(0.2))  # a share, not a count
-    right.legend(fontsize=7, loc="lower right")
+    _legend(right, fontsize=7, loc="lower right")
     for ax in (left, right):
         ax.tick_params(labelsize=8)
     _save(plt, fig, path, f"{manifest['recipe']['name']}: fill per row and pieces per row "
