@@ -25,6 +25,19 @@ def _losses(led: dict[str, Any]) -> str:
     return f" (dropped: {'; '.join(parts)})" if parts else ""
 
 
+def _short_buckets(name: str, src: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """With bucket proportions (ProLong's 512K layout), which buckets ran short: usually the
+    longest, for want of documents that long."""
+    own = src.get("bucket_proportions", {})
+    mins = src.get("bucket_min_tokens", {})
+    short = [f"bucket {s['bucket']} got {s['tokens']:,} of {s['target_tokens']:,.0f} tokens"
+             + (f" (documents of >= {mins[s['bucket']]:,} tokens ran out)" if mins.get(s["bucket"]) else "")
+             for s in manifest["streams"]
+             if s["source"] == name and own.get(s["bucket"]) is not None and s.get("target_tokens")
+             and s["tokens"] < s["target_tokens"] - manifest["seq_len"]]
+    return f"; {'; '.join(short)}" if short else ""
+
+
 def _short(row: dict[str, Any], src: dict[str, Any], led: dict[str, Any], manifest: dict[str, Any]) -> str:
     """A source below its target: capped, exhausted, or some of its tasks exhausted."""
     got, budget = row["tokens"], src.get("budget_tokens") or 0
@@ -42,7 +55,8 @@ def _short(row: dict[str, Any], src: dict[str, Any], led: dict[str, Any], manife
         passes = src.get("passes", 1)
         read = f" in {passes} passes (repeat {src.get('repeat', 1):g})" if passes > 1 else ""
         return (f"budget not reached: source exhausted{read} after {got:,} tokens of {budget:,.0f} needed"
-                f"{_losses(led)}; raise `repeat` to upsample it, add input, or lower total_tokens")
+                f"{_short_buckets(row['source'], src, manifest)}{_losses(led)}; raise `repeat` to upsample it, "
+                "add input, or lower total_tokens")
     return (f"on budget ({got:,} of {budget:,.0f} tokens); other sources packed more than theirs, since "
             f"budgets round up to whole {manifest['seq_len']:,}-token rows in each task")
 

@@ -123,7 +123,9 @@ def _check_premixed(out: Path, manifest: dict[str, Any], vocab: int, seq_len: in
     faults = check_shards(out, rel, manifest["shards"].get(rel, []))
     if faults or not check_rows:
         return faults
-    want = {s["domain"]: s["tokens"] for s in pm["streams"]}
+    want: Counter = Counter()
+    for s in pm["streams"]:  # the buckets of one source share its domain
+        want[s["domain"]] += s["tokens"]
     faults, c = _scan_rows(out / rel, rel, vocab, seq_len, set(want) or {"(none)"})
     if c["rows"] != pm["rows"] or c["tokens"] != pm["tokens"]:
         faults.append(f"{rel}: shards hold {c['rows']:,} rows / {c['tokens']:,} tokens, manifest says "

@@ -47,6 +47,7 @@ def layout_recipe(corpus: dict[str, Path]) -> dict:
     a bucket of whole-row chunks and a bucket of 256-token chunks, four to a row."""
     return {
         "name": "layout", "seed": 5, "seq_len": SEQ_LEN, "total_tokens": 200_000, "groups": {"short": 0.55},
+        "output": {"premix": True},
         "sources": [
             source("topics", "text", corpus["topics"], buckets=[
                 {"name": "1024", "min_tokens": 1024, "chunk_tokens": 1024, "proportion": 0.2},

@@ -39,7 +39,11 @@ def test_within_one_point_where_budgets_allow(layout_build, mixcraft):
 def test_the_chunk_bucket_holds_four_chunks_a_row(layout_build):
     from streaming import StreamingDataset
 
-    out, _ = layout_build
+    from mixcraft.verify import verify_output
+
+    out, manifest = layout_build
+    assert verify_output(out) == [], "including the pre-mixed subset, where two buckets share a domain"
+    assert sum(s["domain"] == "topics" for s in manifest["premixed"]["streams"]) == 2
     ds = StreamingDataset(local=str(out / "topics" / "256x4"), shuffle=False, batch_size=1)
     assert ds.num_samples > 0
     for i in range(ds.num_samples):
@@ -118,3 +122,32 @@ def test_report_writes_readable_pngs_and_a_self_contained_page(knobs_build, tmp_
         assert f"data:image/png;base64,{base64.b64encode(data).decode()}" in page, f"{name} not embedded"
     assert "src=\"http" not in page and "<link" not in page, "no external assets"
     assert "thin</b>: budget not reached" in page and "<table>" in page
+
+
+def test_a_long_bucket_that_runs_short_is_named():
+    """ProLong's 512K layout when too few books reach 512K tokens: the 64K bucket fills, the
+    512K one does not, and the reason says so."""
+    from mixcraft.explain import explain_deviations
+    from mixcraft.stats import source_rows
+
+    def stream(source, bucket, tokens, target_tokens, proportion):
+        return {"source": source, "bucket": bucket, "path": f"{source}/{bucket}", "tokens": tokens, "rows": 1,
+                "docs": 1, "split": 0, "padding": 0, "tail_tokens": 0, "proportion": proportion,
+                "target_tokens": target_tokens}
+
+    led = {"docs": {"read": 10, "kept": 9, "split": 0, "dropped": {"too_short": 1}},
+           "tokens": {"kept": 0, "packed": 0, "tail": 0, "dropped": {"too_short": 5000}}, "budget_reached": False}
+    manifest = {
+        "seq_len": 1024, "total_tokens": 100_000, "ledger": {"books": led, "web": dict(led, budget_reached=True)},
+        "streams": [stream("books", "4096", 2048, 20_000, 0.2), stream("books", "1024", 30_000, 30_000, 0.3),
+                    stream("web", "1024", 50_000, 50_000, 0.5)],
+        "sources": {"books": {"proportion": 0.5, "budget_tokens": 50_000, "tasks": 1, "tasks_budget_reached": 0,
+                              "bucket_proportions": {"4096": 0.2, "1024": 0.3},
+                              "bucket_min_tokens": {"4096": 4096, "1024": 1024}},
+                    "web": {"proportion": 0.5, "budget_tokens": 50_000, "tasks": 1, "tasks_budget_reached": 1}},
+    }
+    why = explain_deviations(source_rows(manifest), manifest)
+    assert why["books"] == ("budget not reached: source exhausted after 32,048 tokens of 50,000 needed; bucket 4096 "
+                            "got 2,048 of 20,000 tokens (documents of >= 4,096 tokens ran out) (dropped: too_short "
+                            "1 docs / 5,000 tokens); raise `repeat` to upsample it, add input, or lower total_tokens")
+    assert why["web"].startswith("on budget (50,000 of 50,000 tokens), but books fell short of its target")
