@@ -24,19 +24,14 @@ from mixcraft import __version__
 from mixcraft.curate.dedup import drop_duplicates, load_verdicts
 from mixcraft.curate.filters import build_filters
 from mixcraft.ledger import Ledger, merge_ledgers
-from mixcraft.mds import SubsetWriter, merge_subset, shard_files
+from mixcraft.lengths import LengthHistogram, merge_bucket_stats, track_lengths
+from mixcraft.mds import SubsetWriter, merge_subset, preload, shard_files
+from mixcraft.mixture import Sampler, bucket_budgets, doc_cap, keep_stage, summarize_source
 from mixcraft.prepare import prepare_dir, prepare_sources
 from mixcraft.readers import make_reader
-from mixcraft.recipe import Recipe, Source, write_resolved
-from mixcraft.stages import (
-    BucketSink,
-    Progress,
-    filter_text,
-    filter_tokens,
-    route_and_pack,
-    take_docs,
-    tokenize_docs,
-)
+from mixcraft.recipe import Recipe, write_resolved
+from mixcraft.stages import (BucketSink, Progress, filter_text, filter_tokens, route_and_pack, take_docs,
+                             tokenize_docs)
 from mixcraft.tokenize import load_tokenizer
 
 WORK_DIR = ".mixcraft"
@@ -58,17 +53,6 @@ def split_limit(limit: int | None, task: int, n_tasks: int) -> int | None:
     if limit is None:
         return None
     return limit // n_tasks + (1 if task < limit % n_tasks else 0)
-
-
-def bucket_budgets(recipe: Recipe, source: Source, n_tasks: int) -> dict[str, float | None]:
-    """Tokens each task may pack per bucket: total_tokens x proportion, shared over tasks."""
-    if recipe.total_tokens is None:
-        return {b.name: None for b in source.buckets}
-    if all(b.proportion is not None for b in source.buckets):
-        return {b.name: recipe.total_tokens * b.proportion / n_tasks for b in source.buckets}
-    share = recipe.total_tokens * source.proportion / n_tasks
-    # One budget for the source; each bucket may take all of it, routing decides the split.
-    return {b.name: share for b in source.buckets}
 
 
 def run_task(recipe: Recipe, spec: TaskSpec, out: Path, *, limit: int | None, strict: bool) -> None:
@@ -95,21 +79,32 @@ def run_task(recipe: Recipe, spec: TaskSpec, out: Path, *, limit: int | None, st
         for b in source.buckets
     ]
     filters = build_filters(source.filters, work_dir=work)
+    max_docs = split_limit(doc_cap(limit, source.max_docs), spec.task, spec.n_tasks)
+    verdicts = load_verdicts(work, source.name, spec.task)
 
-    docs = reader.read(spec.task, spec.n_tasks)
-    docs = take_docs(docs, split_limit(limit, spec.task, spec.n_tasks))
-    docs = drop_duplicates(docs, load_verdicts(work, source.name, spec.task), ledger)
-    docs = progress.track_text(docs)
-    docs = filter_text(docs, filters, ledger)
-    tdocs = tokenize_docs(docs, tok, ledger, add_bos=recipe.add_bos, add_eos=recipe.add_eos)
-    tdocs = filter_tokens(tdocs, filters, ledger)
-    tdocs = progress.track_tokens(tdocs)
+    def tokenized(led: Ledger):
+        """read -> dedup -> filter -> tokenize -> filter, counting in `led` (one pass over the input)."""
+        rdr = reader if led is ledger else make_reader(source.name, source.reader, led,
+                                                       work_dir=prepare_dir(work, source.name))
+        docs = rdr.read(spec.task, spec.n_tasks)
+        docs = take_docs(docs, max_docs)
+        docs = drop_duplicates(docs, verdicts, led)
+        docs = progress.track_text(docs)
+        docs = keep_stage(docs, recipe, source, led)
+        docs = filter_text(docs, filters, led)
+        tdocs = tokenize_docs(docs, tok, led, add_bos=recipe.add_bos, add_eos=recipe.add_eos)
+        return filter_tokens(tdocs, filters, led)
+
+    sampler, seen = Sampler(source, recipe.seed, ledger), LengthHistogram()
+    tdocs = sampler.run(tokenized)  # repeat / downsample / long-text knobs (mixcraft/mixture.py)
+    tdocs = track_lengths(progress.track_tokens(tdocs), seen)
     for _ in route_and_pack(tdocs, sinks, ledger):
         pass
 
     buckets = {s.bucket.name: s.finish() for s in sinks}
     ledger.close()
-    result = {"ledger": ledger.to_dict(), "buckets": buckets}
+    result = {"ledger": ledger.to_dict(), "buckets": buckets, "mixture": sampler.to_dict(),
+              "seen_lengths": seen.to_dict()}
     path = work / "tasks" / source.name / f"{spec.task:05d}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -173,11 +168,12 @@ def prepare_out(recipe: Recipe, out: Path, *, limit: int | None) -> None:
 def finalize(recipe: Recipe, out: Path) -> dict:
     """Merge per-task indexes and ledgers into the subsets' index.json and manifest.json."""
     tok = load_tokenizer(recipe.tokenizer)
-    streams, ledgers, shards = [], {}, {}
+    streams, ledgers, shards, sources = [], {}, {}, {}
     for source in recipe.sources:
         parts = [json.loads((out / WORK_DIR / "tasks" / source.name / f"{t:05d}.json").read_text())
                  for t in range(source.tasks)]
         ledgers[source.name] = merge_ledgers([p["ledger"] for p in parts])
+        sources[source.name] = summarize_source(recipe, source, parts)
         src_tokens = sum(p["buckets"][b.name]["tokens"] for p in parts for b in source.buckets)
         for b in source.buckets:
             subset = out / source.name / b.name
@@ -194,7 +190,8 @@ def finalize(recipe: Recipe, out: Path) -> dict:
             streams.append({"source": source.name, "bucket": b.name, "path": rel, "proportion": proportion,
                             "target_proportion": b.proportion if b.proportion is not None else source.proportion,
                             "target_tokens": target, "domain": source.name,
-                            "mask": source.reader["type"] == "chat", **totals})
+                            "mask": source.reader["type"] == "chat", **totals,
+                            **merge_bucket_stats([p["buckets"][b.name] for p in parts])})
     manifest = {
         "mixcraft_version": __version__,
         "recipe": {"name": recipe.name, "path": recipe.path, "sha256": recipe.digest()},
@@ -203,7 +200,10 @@ def finalize(recipe: Recipe, out: Path) -> dict:
         "seq_len": recipe.seq_len,
         "total_tokens": recipe.total_tokens,
         "streams": streams,
+        # ProLong's trainer takes `--tokenized_mds_train OUT/<path>@<proportion>` (training/dataset.py)
+        "prolong_streams": [f"{s['path']}@{s['proportion']:.6g}" for s in streams],
         "ledger": ledgers,
+        "sources": sources,
         "shards": shards,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -216,8 +216,7 @@ def build(recipe: Recipe, out: Path, *, workers: int = 1, limit: int | None = No
     # Load once here: forked workers inherit the tokenizer and the imported MDS writer
     # (importing streaming pulls in torch, ~5 s) instead of paying for them per task.
     load_tokenizer(recipe.tokenizer)
-    import streaming  # noqa: F401
-
+    preload()
     prepare_sources(recipe, out / WORK_DIR, limit=limit, strict=strict)
     ex = make_executor(recipe, out, workers=workers, limit=limit, strict=strict, executor=executor)
     if show_progress and sys.stderr.isatty():
@@ -226,4 +225,9 @@ def build(recipe: Recipe, out: Path, *, workers: int = 1, limit: int | None = No
         run_with_progress(ex, recipe, out / WORK_DIR / "progress")
     else:
         ex.run()
-    return finalize(recipe, out)
+    manifest = finalize(recipe, out)
+    if recipe.output.premix:
+        from mixcraft.premix import write_premix
+
+        manifest = write_premix(recipe, out, manifest)
+    return manifest

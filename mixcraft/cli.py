@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -20,12 +19,23 @@ out_console = Console(width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True)
 
 
-def _budget(total: int | None, share: float | None) -> str:
-    return "all" if total is None or share is None else f"{total * share:,.0f}"
+def _budget(recipe, source, i: int) -> str:
+    """A bucket's token budget (max_tokens caps included); buckets without their own share one."""
+    from mixcraft.mixture import bucket_budgets
+
+    bucket = source.buckets[i]
+    if bucket.proportion is None and i > 0:
+        return "(shared)"
+    budget = bucket_budgets(recipe, source, 1)[bucket.name]
+    return "all" if budget is None else f"{budget:,.0f}"
 
 
 def print_plan(recipe) -> None:
     """What `--dry-run` shows: sources, readers, filters, buckets, proportions and budgets."""
+    if recipe.stage:
+        st = recipe.stage
+        out_console.print(f"[bold]stage {st['name']}[/] ({st['index'] + 1} of {st['of']}): {st['share']:.0%} of the "
+                          f"tokens and of the documents (seeded hash in [{st['lo']:.2f}, {st['hi']:.2f}))")
     out_console.print(f"recipe [bold]{recipe.name}[/] ({recipe.path}): seq_len {recipe.seq_len:,}, "
                       f"tokenizer {recipe.tokenizer}, seed {recipe.seed}, "
                       f"total_tokens {'all' if recipe.total_tokens is None else f'{recipe.total_tokens:,}'}")
@@ -42,7 +52,7 @@ def print_plan(recipe) -> None:
             table.add_row(s.name if i == 0 else "", r["type"] if i == 0 else "", where if i == 0 else "",
                           filters if i == 0 else "", b.name, f"{b.min_tokens:,}",
                           f"{share:.4f}" if share is not None else "(shared)",
-                          _budget(recipe.total_tokens, share), str(s.tasks) if i == 0 else "")
+                          _budget(recipe, s, i), str(s.tasks) if i == 0 else "")
     out_console.print(table)
     total = sum(s.proportion for s in recipe.sources)
     out_console.print(f"{len(recipe.sources)} sources, proportions sum to {total:.4f}")
@@ -50,6 +60,10 @@ def print_plan(recipe) -> None:
         kinds = [k for k in ("exact", "minhash") if recipe.dedup.get(k)]
         over = recipe.dedup.get("sources") or [s.name for s in recipe.sources]
         out_console.print(f"dedup across sources: {', '.join(kinds)} over {', '.join(over)}")
+    from mixcraft.mixture import describe_knobs
+
+    for line in describe_knobs(recipe):
+        out_console.print(line, highlight=False)
 
 
 @app.command()
@@ -66,16 +80,23 @@ def build(
     = False,
 ) -> None:
     """Read, filter, tokenize, pack and write a recipe's mixture as MDS shards."""
+    from mixcraft.curriculum import build_curriculum, stage_recipes
     from mixcraft.recipe import load_recipe
 
     r = load_recipe(recipe)
     if dry_run:
-        print_plan(r)
+        for plan in stage_recipes(r) or [r]:
+            print_plan(plan)
         return
     from mixcraft.build import build as run_build
     from mixcraft.stats import render_table
 
     out = out or Path("out") / r.name
+    if r.stages:  # a curriculum: one complete output per stage, in OUT/<stage>/
+        for m in build_curriculum(r, out, workers=workers, limit=limit, strict=strict, executor=executor):
+            render_table(m, out_console)
+        out_console.print(f"wrote {out} (curriculum.json; stages {', '.join(st['name'] for st in r.stages)})")
+        return
     manifest = run_build(r, out, workers=workers, limit=limit, strict=strict, executor=executor)
     render_table(manifest, out_console)
     out_console.print(f"wrote {out} (manifest.json, recipe.resolved.yaml, "
@@ -85,16 +106,15 @@ def build(
 @app.command()
 def stats(
     out: Annotated[Path, typer.Argument(help="A build output folder.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the tables as JSON.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Write PNG plots and report.html into this folder.")] = None,
+    streams: Annotated[bool, typer.Option("--streams", help="Print ProLong-style path@proportion, one a line.")]
+    = False,
 ) -> None:
-    """The mixture as built: per source and bucket, actual vs target share, drops and splits."""
-    from mixcraft.stats import load_manifest, mixture_rows, render_table
+    """The mixture as built: per source and bucket, actual vs target share, lengths, drops, and why."""
+    from mixcraft.stats import stats_command
 
-    manifest = load_manifest(out)
-    if as_json:
-        print(json.dumps({"streams": mixture_rows(manifest), "ledger": manifest["ledger"]}, indent=1))
-    else:
-        render_table(manifest, out_console)
+    stats_command(out, as_json=as_json, report=report, streams=streams, console=out_console)
 
 
 @app.command()
@@ -104,7 +124,7 @@ def verify(out: Annotated[Path, typer.Argument(help="A build output folder.")]) 
 
     faults = verify_output(out)
     for f in faults:
-        err_console.print(f"FAULT {f}", highlight=False)
+        err_console.print(f"FAULT {f}", markup=False, highlight=False, soft_wrap=True)  # one line each, for grep
     if faults:
         raise typer.Exit(1)
     out_console.print(f"{out}: OK (hashes, spans, ids and ledger totals check out)")
@@ -147,7 +167,8 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"error: {exc}", highlight=False, soft_wrap=True, markup=False)  # "[books]" is a YAML path, not markup
+        # markup=False: rich would eat "[books]" in "sources[books].proportion" as a style tag
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted; re-run the same command to resume")

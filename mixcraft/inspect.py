@@ -1,4 +1,10 @@
-"""`mixcraft inspect`: one packed row, decoded piece by piece with its span."""
+"""`mixcraft inspect`: one packed row, decoded piece by piece with its span.
+
+A piece is one document's tokens in the row, so every boundary between two pieces is a
+document boundary (where the trainer resets attention and masks the first label). A map line
+draws the pieces to scale; each panel gives the span, the token count, the first and last
+characters, and for chat rows which tokens count in the loss.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
+from rich.text import Text
 
 from mixcraft.errors import UserError
 from mixcraft.stats import load_manifest
@@ -15,6 +22,8 @@ from mixcraft.tokenize import load_tokenizer
 
 
 def _pick_stream(manifest: dict, source: str | None, bucket: str | None) -> dict:
+    if source == "premixed" and "premixed" in manifest:
+        return {"path": manifest["premixed"]["path"]}
     streams = manifest["streams"]
     if source is not None:
         streams = [s for s in streams if s["source"] == source]
@@ -47,8 +56,9 @@ def show_row(out: Path, *, source: str | None, bucket: str | None, row: int, cha
     ids = np.asarray(r["input_ids"])
     mask = np.asarray(r["mask"]) if "mask" in r else None
     spans = r["indices"]
-    console.print(f"[bold]{stream['path']}[/] row {row}: {len(ids):,} tokens, {len(spans)} pieces, "
-                  f"domain {r['domain']}")
+    console.print(f"[bold]{stream['path']}[/] row {row}: {len(ids):,} tokens, {len(spans)} pieces "
+                  f"({max(len(spans) - 1, 0)} document boundaries), domain {r['domain']}", highlight=False)
+    console.print(boundary_map(spans.tolist(), len(ids)))
     for k, (a, b) in enumerate(spans.tolist()):
         title = f"piece {k}  [{a:,}, {b:,})  {b - a:,} tokens"
         if mask is not None:
@@ -68,3 +78,31 @@ def _masked_text(tok, ids: np.ndarray, mask: np.ndarray, chars: int) -> str:
             parts.append(f"[green]{text}[/]" if mask[start] else f"[dim]{text}[/]")
             start = i
     return "".join(parts)
+
+
+MAP_WIDTH = 100
+
+
+def boundary_map(spans: list[list[int]], n_tokens: int, width: int = MAP_WIDTH) -> Text:
+    """The row to scale, one cell per 1/`width` of it, pieces in alternating colours, each
+    labelled with its number where it has room; `|` marks where a document boundary falls."""
+    cells = [""] * width
+    start = -1
+    for k, (a, _) in enumerate(spans):
+        # A piece thinner than a cell still gets one while there is room, so no boundary hides.
+        start = min(max(a * width // max(n_tokens, 1), start + 1), width - 1)
+        for c in range(start, width):
+            cells[c] = str(k)
+    text = Text("|")
+    col = 0
+    while col < width:
+        k = cells[col]
+        run = 1
+        while col + run < width and cells[col + run] == k:
+            run += 1
+        label = k if len(k) <= run else ""
+        text.append(label.center(run, "▁" if int(k or 0) % 2 else "▔"),
+                    style="cyan" if int(k or 0) % 2 else "magenta")
+        text.append("|")
+        col += run
+    return text

@@ -25,6 +25,12 @@ BASE_COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "dom
 HASH_ALGO = "sha1"
 
 
+def preload() -> None:
+    """Import streaming now, so that forked build workers inherit it instead of each importing
+    it again (it pulls in torchvision: 3-7 s per process on 2 cores)."""
+    import streaming  # noqa: F401
+
+
 def columns_for(with_mask: bool) -> dict[str, str]:
     return {**BASE_COLUMNS, "mask": "ndarray:uint8"} if with_mask else dict(BASE_COLUMNS)
 
@@ -47,8 +53,9 @@ class SubsetWriter:
                                  compression=None if compression == "none" else "zstd:3",
                                  hashes=[HASH_ALGO], size_limit=size_limit)
 
-    def write(self, row: Row) -> None:
-        sample: dict[str, Any] = {"input_ids": row.input_ids, "indices": row.spans, "domain": self.domain,
+    def write(self, row: Row, domain: str | None = None) -> None:
+        """`domain` overrides the writer's (a pre-mixed subset keeps each row's source)."""
+        sample: dict[str, Any] = {"input_ids": row.input_ids, "indices": row.spans, "domain": domain or self.domain,
                                   "length": int(len(row.input_ids))}
         if self.with_mask:
             sample["mask"] = row.mask
@@ -68,6 +75,8 @@ def merge_subset(subset_dir: Path) -> int:
     parts = sorted(p / "index.json" for p in subset_dir.iterdir() if (p / "index.json").is_file())
     if not parts:
         return 0
+    # A re-run of a finished build merges again; merge_index refuses to replace an index.
+    (subset_dir / "index.json").unlink(missing_ok=True)
     # merge_index warns that the folder exists and that it made a temporary folder: both expected.
     root = logging.getLogger()
     level = root.level
@@ -107,6 +116,23 @@ def iter_rows(subset_dir: Path) -> Iterator[dict[str, Any]]:
         row = ds[i]
         row["indices"] = np.asarray(row["indices"]).reshape(-1, 2)
         yield row
+
+
+class SubsetReader:
+    """Random access to the rows of one subset through the real StreamingDataset."""
+
+    def __init__(self, subset_dir: Path):
+        from streaming import StreamingDataset
+
+        self._ds = StreamingDataset(local=str(subset_dir), shuffle=False, batch_size=1)
+
+    def __len__(self) -> int:
+        return self._ds.num_samples
+
+    def row(self, n: int) -> dict[str, Any]:
+        row = self._ds[n]
+        row["indices"] = np.asarray(row["indices"]).reshape(-1, 2)
+        return row
 
 
 def read_row(subset_dir: Path, n: int) -> dict[str, Any]:

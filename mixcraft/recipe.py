@@ -51,6 +51,10 @@ class Source:
     group_share: float | None = None
     tasks: int = 1
     max_docs: int | None = None
+    # Mixture knobs (mixcraft/mixture.py): expected uses per document, a token cap, long-text knobs.
+    repeat: float = 1.0
+    max_tokens: int | None = None
+    long_text: dict[str, Any] | None = None
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Output:
     compression: str = "zstd"
     shard_size_bytes: int = 1 << 26  # ProLong's released shards use 64 MiB (67,108,864)
     write_dropped: bool = False  # OUT/.mixcraft/dropped/<source>/<task>.jsonl: id, reason, excerpt
+    premix: bool = False  # also write OUT/premixed/: every stream interleaved in exact proportions
 
 
 @dataclass
@@ -73,6 +78,9 @@ class Recipe:
     groups: dict[str, float] = field(default_factory=dict)
     output: Output = field(default_factory=Output)
     dedup: dict[str, Any] | None = None  # see mixcraft/curate/dedup.py
+    long_text: dict[str, Any] | None = None
+    stages: list[dict[str, Any]] = field(default_factory=list)  # a curriculum (mixcraft/curriculum.py)
+    stage: dict[str, Any] | None = None  # set on the recipe of one curriculum stage
     path: str = ""
 
     def source(self, name: str) -> Source:
@@ -95,13 +103,15 @@ class Recipe:
 _TOP_KEYS = {
     "name": str, "seed": int, "tokenizer": str, "seq_len": int, "total_tokens": (int, type(None)),
     "add_bos": bool, "add_eos": bool, "groups": dict, "output": dict, "sources": list, "dedup": dict,
+    "long_text": dict, "stages": list,
 }
 _SOURCE_KEYS = {
     "name": str, "reader": dict, "filters": list, "packing": str, "buckets": list,
     "proportion": (int, float), "group": str, "tasks": int, "max_docs": int,
+    "repeat": (int, float), "max_tokens": int, "long_text": dict,
 }
 _BUCKET_KEYS = {"min_tokens": int, "chunk_tokens": int, "proportion": (int, float), "name": str}
-_OUTPUT_KEYS = {"compression": str, "shard_size_bytes": int, "write_dropped": bool}
+_OUTPUT_KEYS = {"compression": str, "shard_size_bytes": int, "write_dropped": bool, "premix": bool}
 
 
 class _Ctx:
@@ -210,9 +220,11 @@ def _parse_source(ctx: _Ctx, i: int, raw: Any, seq_len: int, base: Path) -> Sour
         raise ctx.fail(f"{where}.proportion", "required key is missing (a share of the mixture, e.g. 0.3)")
     if raw.get("tasks", 1) < 1:
         raise ctx.fail(f"{where}.tasks", "must be >= 1")
+    from mixcraft.mixture import parse_source_knobs
+
     return Source(name=raw["name"], reader=reader, filters=filters, packing=packing, buckets=buckets,
                   proportion=proportion, group=raw.get("group"), tasks=raw.get("tasks", 1),
-                  max_docs=raw.get("max_docs"))
+                  **parse_source_knobs(ctx, where, raw))
 
 
 def _resolve_proportions(ctx: _Ctx, recipe: Recipe) -> None:
@@ -274,6 +286,11 @@ def parse_recipe(data: Any, file: str, base: Path) -> Recipe:
 
         recipe.dedup = check_dedup_config(ctx, data["dedup"], names)
     _resolve_proportions(ctx, recipe)
+    from mixcraft.curriculum import parse_stages
+    from mixcraft.mixture import apply_recipe_knobs
+
+    apply_recipe_knobs(ctx, recipe, data)
+    parse_stages(ctx, recipe, data, base)
     return recipe
 
 

@@ -14,6 +14,7 @@ from datatrove.data import Document
 from mixcraft.chat import ChatSkip, render_chat
 from mixcraft.curate.filters import Filter
 from mixcraft.ledger import Ledger
+from mixcraft.lengths import LengthHistogram, RowStats
 from mixcraft.mds import SubsetWriter
 from mixcraft.pack import ChunkPacker, GreedyPacker, Row, TokDoc
 from mixcraft.recipe import Bucket
@@ -84,8 +85,9 @@ def filter_tokens(docs: Iterable[TokDoc], filters: list[Filter], ledger: Ledger)
 class BucketAccount:
     """Routes a packer's per-document verdicts to the ledger and to per-bucket counts."""
 
-    def __init__(self, ledger: Ledger, bucket: str, counts: Counter):
+    def __init__(self, ledger: Ledger, bucket: str, counts: Counter, lengths: LengthHistogram | None = None):
         self.ledger, self.bucket, self.counts = ledger, bucket, counts
+        self.lengths = lengths if lengths is not None else LengthHistogram()
 
     def kept(self, doc: TokDoc, *, packed: int, tail: int, split: bool) -> None:
         led = self.ledger
@@ -97,6 +99,7 @@ class BucketAccount:
         self.counts["docs"] += 1
         self.counts["split"] += int(split)
         self.counts["tail_tokens"] += tail
+        self.lengths.add(len(doc.ids))  # whole-document length, for stats' mean/median/p90
 
     def dropped(self, doc: TokDoc, reason: str, tokens: int) -> None:
         self.ledger.drop(reason, where=doc.doc_id, tokens=tokens)
@@ -109,7 +112,8 @@ class BucketSink:
                  budget_tokens: float | None):
         self.bucket, self.writer, self.budget = bucket, writer, budget_tokens
         self.counts: Counter = Counter()
-        acct = BucketAccount(ledger, bucket.name, self.counts)
+        self.doc_lengths, self.row_stats = LengthHistogram(), RowStats(seq_len)
+        acct = BucketAccount(ledger, bucket.name, self.counts, self.doc_lengths)
         with_mask = writer.with_mask
         if bucket.min_tokens > 0:
             self.packer = ChunkPacker(bucket.chunk_tokens, seq_len, acct, with_mask=with_mask)
@@ -137,11 +141,13 @@ class BucketSink:
         self.writer.finish()
         return {"rows": self.writer.rows, "tokens": self.writer.tokens, "pieces": self.writer.pieces,
                 "docs": self.counts["docs"], "split": self.counts["split"],
-                "tail_tokens": self.counts["tail_tokens"], "padding": 0}
+                "tail_tokens": self.counts["tail_tokens"], "padding": 0,
+                "doc_lengths": self.doc_lengths.to_dict(), **self.row_stats.to_dict()}
 
     def _write(self, rows: Iterable[Row]) -> None:
         for row in rows:
             self.writer.write(row)
+            self.row_stats.add(len(row.input_ids), len(row.spans))
 
 
 def route_and_pack(docs: Iterable[TokDoc], sinks: list[BucketSink], ledger: Ledger) -> Iterator[TokDoc]:

@@ -1,0 +1,87 @@
+"""`mixcraft verify` exits 1 with a precise message for a flipped byte in a shard, a truncated
+shard, a manifest count that does not match the shards, a corrupted decompressed copy, and
+a ledger that does not add up; and exits 0 on a sound output."""
+
+import json
+import shutil
+
+import pytest
+
+
+@pytest.fixture()
+def copy_out(small_build, tmp_path):
+    out, _ = small_build
+    dst = tmp_path / "out"
+    shutil.copytree(out, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())  # the test's own copy to spoil
+    stream = dict(manifest["streams"][0])
+    shard = manifest["shards"][stream["path"]][0]
+    return dst, manifest, stream, shard
+
+
+def _faults(res):
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    return [line for line in res.stderr.splitlines() if line.startswith("FAULT")]
+
+
+def test_sound_output_passes(small_build, spawn_cli):
+    out, _ = small_build
+    res = spawn_cli("verify", out)
+    assert res.returncode == 0, res.stderr
+    assert "OK" in res.stdout
+
+
+def test_flipped_byte(copy_out, run_cli):
+    out, _, stream, shard = copy_out
+    path = out / stream["path"] / shard["basename"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert _faults(run_cli("verify", out)) == [
+        f"FAULT {stream['path']}/{shard['basename']}: sha1 differs from the hash written at build time (corrupted)"]
+
+
+def test_truncated_shard(copy_out, run_cli):
+    out, _, stream, shard = copy_out
+    path = out / stream["path"] / shard["basename"]
+    path.write_bytes(path.read_bytes()[:-100])
+    assert _faults(run_cli("verify", out)) == [
+        f"FAULT {stream['path']}/{shard['basename']}: {shard['bytes'] - 100:,} bytes, the build wrote "
+        f"{shard['bytes']:,} (truncated or replaced)"]
+
+
+def test_manifest_count_mismatch(copy_out, run_cli):
+    out, manifest, stream, _ = copy_out
+    manifest["streams"][0]["rows"] += 1
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert _faults(run_cli("verify", out)) == [
+        f"FAULT {stream['path']}: shards hold {stream['rows']:,} rows / {stream['tokens']:,} tokens, manifest says "
+        f"{stream['rows'] + 1:,} / {stream['tokens']:,}"]
+
+
+def test_corrupted_decompressed_copy(copy_out, run_cli):
+    """StreamingDataset reads the decompressed copy it leaves beside a .zstd shard, so verify
+    checks that copy too."""
+    from mixcraft.mds import read_row
+
+    out, _, stream, shard = copy_out
+    read_row(out / stream["path"], 0)  # makes the copy
+    raw = out / stream["path"] / shard["basename"].removesuffix(".zstd")
+    assert raw.is_file()
+    data = bytearray(raw.read_bytes())
+    data[-10] ^= 0xFF
+    raw.write_bytes(bytes(data))
+    faults = _faults(run_cli("verify", out))
+    assert faults[0] == (f"FAULT {stream['path']}/{shard['basename'].removesuffix('.zstd')}: decompressed copy "
+                         "differs from the build's (StreamingDataset reads it instead of the .zstd; delete it and it "
+                         "is re-extracted)")
+
+
+def test_ledger_that_does_not_add_up(copy_out, run_cli):
+    out, manifest, stream, _ = copy_out
+    led = manifest["ledger"][stream["source"]]["docs"]
+    led["read"] += 1
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    dropped = sum(led["dropped"].values())
+    assert _faults(run_cli("verify", out)) == [
+        f"FAULT ledger[{stream['source']}]: docs read {led['read']} != kept {led['kept']} + dropped {dropped}"]
