@@ -107,45 +107,62 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def iter_rows(subset_dir: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a subset through the real StreamingDataset (no shuffling, one process)."""
-    from streaming import StreamingDataset
-
-    ds = StreamingDataset(local=str(subset_dir), shuffle=False, batch_size=1)
-    for i in range(ds.num_samples):
-        row = ds[i]
-        row["indices"] = np.asarray(row["indices"]).reshape(-1, 2)
-        yield row
-
-
 class SubsetReader:
-    """Random access to the rows of one subset through the real StreamingDataset."""
+    """Random access to the rows of one subset with streaming's own shard decoder (`MDSReader`
+    from `reader_from_json`), without a `StreamingDataset`: that one keeps shared memory alive
+    for the life of the process (a few dozen file handles per subset; verify opens many) and
+    writes a decompressed copy beside every zstd shard. This reads the build as it is."""
 
     def __init__(self, subset_dir: Path):
-        from streaming import StreamingDataset
+        from streaming.base.format import reader_from_json
 
-        self._ds = StreamingDataset(local=str(subset_dir), shuffle=False, batch_size=1)
+        self.dir = subset_dir
+        index = json.loads((subset_dir / "index.json").read_text())
+        self._infos = index["shards"]
+        self._shards = [reader_from_json(str(subset_dir), None, info) for info in self._infos]
+        self._starts = np.cumsum([0] + [info["samples"] for info in self._infos])
+        self._cached: tuple[int, bytes] | None = None
 
     def __len__(self) -> int:
-        return self._ds.num_samples
+        return int(self._starts[-1])
+
+    def _raw(self, k: int) -> bytes:
+        """Shard k's bytes in MDS layout (decompressed when stored as zstd); one cached."""
+        from streaming.base.compression import decompress
+
+        if self._cached is None or self._cached[0] != k:
+            info = self._infos[k]
+            stored = info["zip_data"] or info["raw_data"]
+            data = (self.dir / stored["basename"]).read_bytes()
+            if info["zip_data"]:
+                data = decompress(info["compression"], data)
+            self._cached = (k, data)
+        return self._cached[1]
 
     def row(self, n: int) -> dict[str, Any]:
-        row = self._ds[n]
+        if not 0 <= n < len(self):
+            from mixcraft.errors import UserError
+
+            raise UserError(f"{self.dir}: row {n} out of range (the subset has {len(self)} rows)")
+        k = int(np.searchsorted(self._starts, n, side="right") - 1)
+        raw = self._raw(k)
+        # MDS shard layout: uint32 sample count, then uint32 offsets (count + 1), then samples.
+        local = n - int(self._starts[k])
+        begin, end = np.frombuffer(raw, np.uint32, count=2, offset=4 * (1 + local))
+        row = self._shards[k].decode_sample(raw[begin:end])
         row["indices"] = np.asarray(row["indices"]).reshape(-1, 2)
         return row
 
 
+def iter_rows(subset_dir: Path) -> Iterator[dict[str, Any]]:
+    """Every row of a subset, in order."""
+    reader = SubsetReader(subset_dir)
+    for n in range(len(reader)):
+        yield reader.row(n)
+
+
 def read_row(subset_dir: Path, n: int) -> dict[str, Any]:
-    from streaming import StreamingDataset
-
-    ds = StreamingDataset(local=str(subset_dir), shuffle=False, batch_size=1)
-    if not 0 <= n < ds.num_samples:
-        from mixcraft.errors import UserError
-
-        raise UserError(f"{subset_dir}: row {n} out of range (the subset has {ds.num_samples} rows)")
-    row = ds[n]
-    row["indices"] = np.asarray(row["indices"]).reshape(-1, 2)
-    return row
+    return SubsetReader(subset_dir).row(n)
 
 
 def subset_dirs(out: Path) -> list[Path]:

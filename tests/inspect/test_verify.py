@@ -62,10 +62,10 @@ def test_manifest_count_mismatch(copy_out, run_cli):
 def test_corrupted_decompressed_copy(copy_out, run_cli):
     """StreamingDataset reads the decompressed copy it leaves beside a .zstd shard, so verify
     checks that copy too."""
-    from mixcraft.mds import read_row
+    from streaming import StreamingDataset
 
     out, _, stream, shard = copy_out
-    read_row(out / stream["path"], 0)  # makes the copy
+    StreamingDataset(local=str(out / stream["path"]), shuffle=False, batch_size=1)[0]  # makes the copy, as training does
     raw = out / stream["path"] / shard["basename"].removesuffix(".zstd")
     assert raw.is_file()
     data = bytearray(raw.read_bytes())

@@ -37,7 +37,7 @@ def _set(i, **kv):
 
 @pytest.mark.parametrize("edit, top, message", [
     (_set(0, repeat=0), {}, r"r\.yaml: sources\[a\]\.repeat: must be in \(0, 100\], got 0 \(to leave a source out"),
-    (_set(0, repeat="2"), {}, r"sources\[0\]\.repeat: expected an integer or a number, got '2'"),
+    (_set(0, repeat="2"), {}, r"sources\[0\]\.repeat: expected a number, got '2'"),
     (_set(1, max_tokens=0), {}, r"sources\[b\]\.max_tokens: must be >= 1, got 0"),
     (_set(0, long_text={"min_token": 4096}), {}, r"sources\[a\]\.long_text\.min_token: unknown key 'min_token' "
                                                   r"\(did you mean 'min_tokens'\?\)"),
