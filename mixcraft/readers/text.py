@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,9 +115,9 @@ class RecordReader(Reader):
                 continue
             yield from self.record_docs(where, record)
 
+    @abstractmethod
     def record_docs(self, where: str, record: dict) -> Iterator[Document]:
         """The document of one selected record (none if it is unusable, counted)."""
-        raise NotImplementedError
 
     def records(self, unit: Unit) -> Iterator[tuple[str, dict]]:
         path = Path(unit.path)

@@ -9,7 +9,6 @@ complete, so a run killed mid-save resumes from the previous one.
 from __future__ import annotations
 
 import json
-import pickle
 import random
 import shutil
 from pathlib import Path
@@ -38,8 +37,12 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": pickle.dumps(np.random.get_state()),
-             "python": pickle.dumps(random.getstate())}
+    # JSON, not pickle: loading a checkpoint must never execute code from it.
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": json.dumps([name, keys.tolist(), int(pos), int(has_gauss), float(cached)]),
+             "python": json.dumps([version, list(internal), gauss_next])}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -47,8 +50,10 @@ def rng_state(device: torch.device) -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(pickle.loads(state["numpy"]))
-    random.setstate(pickle.loads(state["python"]))
+    name, keys, pos, has_gauss, cached = json.loads(state["numpy"])
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = json.loads(state["python"])
+    random.setstate((version, tuple(internal), gauss_next))
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
 
