@@ -6,8 +6,9 @@ finished task in `<logging_dir>/completions/`, so a re-run skips what is done (`
 - local: datatrove's LocalPipelineExecutor with two changes. Its `run` is replaced because its
   pool workers and Manager process outlive a parent killed with SIGKILL (measured: they finish
   their task and write its completion marker into the folder a re-run is already using); ours
-  die with the parent. And datatrove's per-task console logging goes to the task's log file, so
-  it does not tear through the progress bars.
+  run each task in a process forked for it, which dies with the parent. And datatrove's
+  per-task console logging goes to the task's log file, so it does not tear through the
+  progress bars.
 - ray: datatrove's RayPipelineExecutor on the cluster at `address` (or a local one it starts).
 - slurm: datatrove's SlurmPipelineExecutor; `run` submits a job array with sbatch and returns.
 
@@ -80,7 +81,7 @@ def parse_executor_opts(kind: str, raw: list[str]) -> dict[str, Any]:
 
 
 def die_with_parent(parent_pid: int) -> None:
-    """Pool initializer: end this worker when the parent process dies, even by SIGKILL."""
+    """End this worker process when its parent dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -115,19 +116,66 @@ class LocalExecutor(LocalPipelineExecutor):
                     stats.append(self._run_quietly(rank))
                 self.pipeline = pipeline
             else:
-                import multiprocess
-
-                # "fork": workers start in milliseconds and inherit the imports and the tokenizer
-                # the parent loaded; "forkserver" re-imports torch and friends (about 9 s each).
-                ctx = multiprocess.get_context("fork")
-                with ctx.Pool(self.workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-                    stats = list(pool.imap_unordered(self._run_quietly, ranks))
+                stats = self._run_forked(ranks)
             total = sum(stats, start=PipelineStats())
             with self.logging_dir.open("stats.json", "wt") as f:
                 total.save_to_disk(f)
             return total
         finally:
             logger.remove()
+
+    def _run_forked(self, ranks: list[int]) -> list[PipelineStats]:
+        """Each task in a fresh process forked from this one, at most `workers` at once.
+
+        "fork": a process starts in milliseconds and inherits the imports and the tokenizer the
+        parent loaded ("forkserver" re-imports torch and friends: ~9 s each). One process per
+        task: a worker's memory is that task's alone, never the high-water mark of the tasks
+        before it, so peak RSS stays flat as a corpus grows. (A Pool with maxtasksperchild=1
+        would do the same, but hung here when replacing a worker.) The first failure stops the
+        build: running tasks are killed, and its exception is raised here."""
+        import multiprocess
+        from multiprocess.connection import wait
+
+        ctx, parent = multiprocess.get_context("fork"), os.getpid()
+        todo, running, stats, error = list(ranks), {}, [], None
+        try:
+            while running or (todo and error is None):
+                while todo and error is None and len(running) < self.workers:
+                    rank = todo.pop(0)
+                    recv, send = ctx.Pipe(duplex=False)
+                    proc = ctx.Process(target=self._child, args=(rank, send, parent))
+                    proc.start()
+                    send.close()
+                    running[recv] = (rank, proc)
+                for conn in wait(list(running)):
+                    rank, proc = running.pop(conn)
+                    try:
+                        kind, payload = conn.recv()
+                    except EOFError:  # killed, or crashed in C code
+                        kind, payload = "error", RuntimeError(
+                            f"build task {rank} died (exit code {proc.exitcode}); its log: "
+                            f"{self.logging_dir.path}/logs/task_{rank:05d}.log")
+                    proc.join()
+                    if kind == "ok":
+                        stats.append(payload)
+                    elif error is None:
+                        error = payload
+            if error is not None:
+                raise error
+            return stats
+        finally:
+            for _, proc in running.values():
+                proc.kill()
+                proc.join()
+
+    def _child(self, rank: int, conn, parent: int) -> None:
+        die_with_parent(parent)
+        try:
+            conn.send(("ok", self._run_quietly(rank)))
+        except BaseException as exc:  # sent to the parent, which raises it
+            conn.send(("error", exc))
+        finally:
+            conn.close()
 
     def _run_quietly(self, rank: int) -> PipelineStats:
         console = sys.stderr
@@ -160,7 +208,7 @@ def _ray_executor(pipeline: list, *, tasks: int, workers: int, logging_dir: Path
     try:
         import ray
     except ImportError:
-        raise UserError("--executor ray needs Ray: pip install 'ray[default]' (then re-run)") from None
+        raise UserError("--executor ray needs Ray: pip install 'ray[default]==2.60.0' (then re-run)") from None
     from datatrove.executor.ray import RayPipelineExecutor
 
     if not ray.is_initialized():

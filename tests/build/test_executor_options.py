@@ -23,3 +23,20 @@ def test_slurm_options_are_checked():
 def test_ray_options_are_typed():
     opts = parse_executor_opts("ray", ["address=auto", "cpus_per_task=2"])
     assert opts == {"address": "auto", "cpus_per_task": 2, "mem_per_cpu_gb": 2.0}
+
+
+def test_local_takes_no_options():
+    with pytest.raises(UserError, match="one of the local options \\(none\\)"):
+        parse_executor_opts("local", ["workers=3"])
+
+
+def test_ray_missing_says_what_to_install(recipe_path, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        pytest.skip("ray is installed")
+    from mixcraft.build import build
+    from mixcraft.recipe import load_recipe
+
+    with pytest.raises(UserError, match=r"--executor ray needs Ray: pip install 'ray\[default\]==2.60.0'"):
+        build(load_recipe(recipe_path), tmp_path / "out", executor="ray", show_progress=False)

@@ -127,3 +127,19 @@ def test_missing_task_results_stop_the_merge_with_a_clear_error(reference, recip
     (out / WORK_DIR / "tasks" / "code" / "00002.json").unlink()
     with pytest.raises(UserError, match=r"1 task\(s\) did not finish \(code/00002\).*re-run the same command"):
         finalize(load_recipe(recipe_path), out)
+
+
+def test_a_failing_task_stops_the_build_with_its_own_message(corpus, tmp_path):
+    """A user error inside a forked worker (a bad JSONL line under --strict) reaches the CLI as
+    itself, not as a worker traceback; the tasks that did finish stay done for the re-run."""
+    from buildhelp import write_recipe
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "text": \n')
+    recipe = write_recipe(tmp_path / "r.yaml", corpus, sources=[
+        {"name": "short", "reader": {"type": "text", "paths": [str(corpus / "short.jsonl")]}, "proportion": 0.5,
+         "tasks": 2},
+        {"name": "broken", "reader": {"type": "text", "paths": [str(bad)]}, "proportion": 0.5}])
+    with pytest.raises(UserError, match=r"bad\.jsonl.*run without --strict"):
+        build(load_recipe(recipe), tmp_path / "out", workers=2, strict=True, show_progress=False)
+    assert not (tmp_path / "out" / "manifest.json").exists()
