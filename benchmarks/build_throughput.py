@@ -139,6 +139,9 @@ def report(rounds: list[dict[str, dict]]) -> bool:
         med = statistics.median(ratios)
         ok &= med >= goal
         print(f"  {label}: {_fmt(ratios)}  goal >= {goal}x  {'met' if med >= goal else f'MISSED by {goal - med:.2f}x'}")
+    scaling = [(rate(r["build_2w"]) / rate(r["build_1w"])) / (rate(r["tiktoken_2t"]) / rate(r["tiktoken"]))
+               for r in rounds]
+    print(f"  (build 2 workers / 1 worker) / (bare tiktoken 2 threads / 1 thread): {_fmt(scaling)}")
     build_cpu = [r["build_1w"]["cpu_s"] for r in rounds]
     bare_cpu = [r["tiktoken"]["cpu_s"] for r in rounds]
     print(f"  CPU seconds, bare tiktoken / build 1 worker: {_fmt([b / c for b, c in zip(bare_cpu, build_cpu, strict=True)])}")

@@ -82,9 +82,13 @@ def build(
     options = parse_executor_opts(executor, executor_opt or [])
     if executor == "slurm":
         jobs = submit_slurm(r, out, workers=workers, limit=limit, strict=strict, options=options)
-        out_console.print(f"submitted Slurm job {jobs['tasks']} (build tasks; script {jobs['script']}) and job "
-                          f"{jobs['finalize']} (writes {out}/manifest.json when they all succeed); "
-                          "re-run this command to resubmit unfinished tasks")
+        if jobs["finalize"] == -1:  # datatrove's mark for "every task already completed"
+            out_console.print(f"{out}: the build is complete; nothing to submit")
+            return
+        tasks = ("every build task already finished" if jobs["tasks"] == -1
+                 else f"submitted Slurm job {jobs['tasks']} (build tasks; script {jobs['script']})")
+        out_console.print(f"{tasks}; job {jobs['finalize']} writes {out}/manifest.json when they all succeed. "
+                          "Re-run this command to resubmit unfinished tasks.")
         return
     manifest = run_build(r, out, workers=workers, limit=limit, strict=strict, executor=executor, options=options)
     render_table(manifest, out_console)

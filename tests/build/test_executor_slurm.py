@@ -60,19 +60,25 @@ def _run_like_a_node(pik: Path, array_ids: range, bin_dir: Path, monkeypatch) ->
         signal.signal(signal.SIGUSR1, old)
 
 
-def test_slurm_scripts_and_a_simulated_cluster_run(reference, recipe_path, tmp_path, monkeypatch):
+def _submit(cmd, env) -> str:
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def test_slurm_scripts_resubmission_and_a_simulated_cluster_run(reference, recipe_path, tmp_path, monkeypatch):
     _, want = reference
     bin_dir = _fake_bin(tmp_path)
     log = tmp_path / "sbatch-log"
     log.mkdir()
     out = tmp_path / "out"
+    work = out / WORK_DIR / "datatrove"
     env = cli_env() | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SBATCH_LOG": str(log)}
     cmd = [sys.executable, "-m", "mixcraft", "build", str(recipe_path), "--out", str(out), "--workers", "2",
            "--executor", "slurm", "--executor-opt", "partition=cpu", "--executor-opt", "time=01:30:00",
            "--executor-opt", "cpus_per_task=2"]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "submitted Slurm job 1000" in res.stdout and "job 1002" in res.stdout
+    stdout = _submit(cmd, env)
+    assert "submitted Slurm job 1000" in stdout and "job 1002 writes" in stdout
 
     # Four submissions: the build array, its stats merge, finalize (after the array), its stats merge.
     jobs = sorted(log.iterdir())
@@ -82,17 +88,28 @@ def test_slurm_scripts_and_a_simulated_cluster_run(reference, recipe_path, tmp_p
     for line in ("#SBATCH --partition=cpu", "#SBATCH --time=01:30:00", "#SBATCH --cpus-per-task=2",
                  "#SBATCH --mem-per-cpu=4G", f"#SBATCH --array=0-{n_tasks - 1}%2", "#SBATCH --job-name=mixcraft-tiny",
                  f"export PATH={Path(sys.executable).parent}:$PATH",
-                 f"launch_pickled_pipeline {out / WORK_DIR / 'datatrove' / 'executor.pik'}"):
+                 f"launch_pickled_pipeline {work / 'executor.pik'}"):
         assert line in script, f"{line!r} not in the sbatch script:\n{script}"
-    assert script == (out / WORK_DIR / "datatrove" / "launch_script.slurm").read_text()
+    assert script == (work / "launch_script.slurm").read_text()
     assert "--dependency" not in (jobs[0] / "args").read_text()
     assert "--dependency=afterok:1000" in (jobs[2] / "args").read_text()
     fin_script = (jobs[2] / "script").read_text()
     assert "#SBATCH --array=0-0" in fin_script and "datatrove-finalize/executor.pik" in fin_script
-    assert json.loads((out / WORK_DIR / "datatrove" / "ranks_to_run.json").read_text()) == list(range(n_tasks))
     assert not (out / "manifest.json").exists()
 
-    # What the nodes would do; then the output must equal the local build's.
-    _run_like_a_node(out / WORK_DIR / "datatrove" / "executor.pik", range(n_tasks), bin_dir, monkeypatch)
+    # The cluster runs three array tasks, then the job dies; re-running the command submits
+    # the rest only, and a new finalize job after them.
+    _run_like_a_node(work / "executor.pik", range(3), bin_dir, monkeypatch)
+    stdout = _submit(cmd, env)
+    assert "submitted Slurm job 1004" in stdout and "job 1006 writes" in stdout
+    assert json.loads((work / "ranks_to_run.json").read_text()) == list(range(3, n_tasks))
+    assert f"#SBATCH --array=0-{n_tasks - 4}%2" in (log / "1004" / "script").read_text()
+    assert "--dependency=afterok:1004" in (log / "1006" / "args").read_text()
+
+    # The rest of the array and the finalize job, as nodes would run them: then the output
+    # must equal the local build's, and a further re-run has nothing to submit.
+    _run_like_a_node(work / "executor.pik", range(n_tasks - 3), bin_dir, monkeypatch)
     _run_like_a_node(out / WORK_DIR / "datatrove-finalize" / "executor.pik", range(1), bin_dir, monkeypatch)
     assert output_hashes(out) == want
+    assert "the build is complete; nothing to submit" in _submit(cmd, env)
+    assert len(list(log.iterdir())) == 8

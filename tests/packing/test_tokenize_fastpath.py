@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import stdlib_texts
+from packhelp import stdlib_texts
 
 from mixcraft.tokenize import SPLIT_CHARS, Tok, llama3_files, load_tokenizer, safe_splits
 
