@@ -7,13 +7,16 @@ Tasks run on a datatrove executor; each writes its own MDS part per bucket and i
 When all are done, the parts are merged into one index per (source, bucket) and the ledgers
 into `manifest.json`. Because the task split comes from the recipe, not from `--workers`, the
 shards are the same whatever the worker count. A task killed midway leaves no completion
-marker, so a re-run redoes exactly that task from scratch (datatrove's `skip_completed`).
+marker, so a re-run redoes exactly that task from scratch (datatrove's `skip_completed`);
+its workers die with it (mixcraft/executors.py), and merging is idempotent, so a build killed at
+any point and re-run ends with the same bytes as one never interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,15 +26,27 @@ from datatrove.pipeline.base import PipelineStep
 from mixcraft import __version__
 from mixcraft.curate.dedup import drop_duplicates, load_verdicts
 from mixcraft.curate.filters import build_filters
+from mixcraft.errors import UserError
+from mixcraft.executors import make_executor as make_datatrove_executor
+from mixcraft.executors import parse_executor_opts
 from mixcraft.ledger import Ledger, merge_ledgers
 from mixcraft.lengths import LengthHistogram, merge_bucket_stats, track_lengths
-from mixcraft.mds import SubsetWriter, merge_subset, preload, shard_files
+from mixcraft.mds import SubsetWriter, merge_subset, shard_files
 from mixcraft.mixture import Sampler, bucket_budgets, doc_cap, keep_stage, summarize_source
+from mixcraft.outdir import lock_folder, write_atomic
+from mixcraft.pack import subset_has_mask
 from mixcraft.prepare import prepare_dir, prepare_sources
 from mixcraft.readers import make_reader
 from mixcraft.recipe import Recipe, write_resolved
-from mixcraft.stages import (BucketSink, Progress, filter_text, filter_tokens, route_and_pack, take_docs,
-                             tokenize_docs)
+from mixcraft.stages import (
+    BucketSink,
+    Progress,
+    filter_text,
+    filter_tokens,
+    route_and_pack,
+    take_docs,
+    tokenize_docs,
+)
 from mixcraft.tokenize import load_tokenizer
 
 WORK_DIR = ".mixcraft"
@@ -67,15 +82,17 @@ def run_task(recipe: Recipe, spec: TaskSpec, out: Path, *, limit: int | None, st
     units = reader.task_units(spec.task, spec.n_tasks)
     progress = Progress(work / "progress" / f"{source.name}.{spec.task:05d}.json", source.name,
                         sum(u.size_bytes for u in units))
-    with_mask = source.reader["type"] == "chat"
+    chat = source.reader["type"] == "chat"
+    pad_id = pad_token_id(tok)
     # Tasks past the last unit get nothing to read; the budget is shared by those that do.
     budgets = bucket_budgets(recipe, source, reader.active_tasks(spec.n_tasks))
     sinks = [
         BucketSink(b, recipe.seq_len, ledger,
                    SubsetWriter(out / source.name / b.name / f"{spec.task:05d}", domain=source.name,
-                                with_mask=with_mask, compression=recipe.output.compression,
+                                with_mask=subset_has_mask(source.packing, b.min_tokens, chat),
+                                compression=recipe.output.compression,
                                 size_limit=recipe.output.shard_size_bytes),
-                   budgets[b.name])
+                   budgets[b.name], packing=source.packing, pad_id=pad_id)
         for b in source.buckets
     ]
     filters = build_filters(source.filters, work_dir=work)
@@ -113,6 +130,12 @@ def run_task(recipe: Recipe, spec: TaskSpec, out: Path, *, limit: int | None, st
     progress.save(done=True)
 
 
+def pad_token_id(tok) -> int:
+    """What best-fit padding is made of: the end-of-text token (Llama-3: 128001), else 0. The
+    padding span has mask 0, so the id never reaches the loss; it only has to be a valid token."""
+    return tok.eos_id if tok.eos_id is not None else 0
+
+
 class BuildStep(PipelineStep):
     """A datatrove pipeline step running mixcraft task number `rank` of the build plan."""
 
@@ -130,43 +153,69 @@ class BuildStep(PipelineStep):
         yield from ()
 
 
-def make_executor(recipe: Recipe, out: Path, *, workers: int, limit: int | None, strict: bool,
-                  executor: str = "local"):
-    from mixcraft.executors import quiet_local_executor
+class FinalizeStep(PipelineStep):
+    """`finalize` as a datatrove step: the Slurm job that runs after every build task."""
 
+    name = "mixcraft finalize"
+    type = "mixcraft"
+
+    def __init__(self, recipe: Recipe, out: Path):
+        super().__init__()
+        self.recipe, self.out = recipe, out
+
+    def run(self, data: Any = None, rank: int = 0, world_size: int = 1):
+        with self.track_time():
+            finalize(self.recipe, self.out)
+        yield from ()
+
+
+def make_executor(recipe: Recipe, out: Path, *, workers: int, limit: int | None, strict: bool,
+                  executor: str = "local", options: dict | None = None):
     plan = plan_tasks(recipe)
     step = BuildStep(recipe, out, limit=limit, strict=strict)
-    if executor != "local":
-        from mixcraft.errors import UserError
-
-        raise UserError(f"--executor {executor}: only 'local' is available in this version")
-    return quiet_local_executor([step], tasks=len(plan), workers=min(workers, len(plan)),
-                                logging_dir=str(out / WORK_DIR / "datatrove"))
+    return make_datatrove_executor(executor, [step], tasks=len(plan), workers=workers,
+                                   logging_dir=out / WORK_DIR / "datatrove", opts=options, name=recipe.name)
 
 
-def prepare_out(recipe: Recipe, out: Path, *, limit: int | None) -> None:
-    """Create OUT; refuse to mix two different builds in one folder."""
-    out.mkdir(parents=True, exist_ok=True)
+def check_out(recipe: Recipe, out: Path, *, limit: int | None) -> dict:
+    """Refuse to mix two different builds in one folder; returns this build's identity."""
     stamp = out / WORK_DIR / "build.json"
     identity = {"recipe_sha256": recipe.digest(), "limit": limit, "mixcraft": __version__}
     if stamp.is_file():
         before = json.loads(stamp.read_text())
         if before != identity:
-            from mixcraft.errors import UserError
-
             raise UserError(f"{out}: holds a build of a different recipe or --limit ({before['recipe_sha256'][:12]}"
                             f", limit {before['limit']}); choose another --out or delete the folder")
-    elif any(p for p in out.iterdir()):
-        from mixcraft.errors import UserError
-
+    elif out.is_dir() and any(p for p in out.iterdir() if not _bare_work_dir(p)):
         raise UserError(f"{out}: folder is not empty and holds no mixcraft build; choose another --out")
+    return identity
+
+
+def _bare_work_dir(p: Path) -> bool:
+    """The work folder holding at most the lock: what a build killed before its stamp leaves."""
+    return p.name == WORK_DIR and p.is_dir() and all(c.name == "lock" for c in p.iterdir())
+
+
+def prepare_out(recipe: Recipe, out: Path, *, limit: int | None) -> None:
+    """Create OUT with this build's stamp and resolved recipe."""
+    identity = check_out(recipe, out, limit=limit)
+    stamp = out / WORK_DIR / "build.json"
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(identity))
+    write_atomic(stamp, json.dumps(identity))
     write_resolved(recipe, out / "recipe.resolved.yaml")
+
+
+def missing_tasks(recipe: Recipe, out: Path) -> list[str]:
+    """Tasks of the plan without a result file, as 'source/task'."""
+    return [f"{s.source}/{s.task:05d}" for s in plan_tasks(recipe)
+            if not (out / WORK_DIR / "tasks" / s.source / f"{s.task:05d}.json").is_file()]
 
 
 def finalize(recipe: Recipe, out: Path) -> dict:
     """Merge per-task indexes and ledgers into the subsets' index.json and manifest.json."""
+    if missing := missing_tasks(recipe, out):
+        raise UserError(f"{out}: {len(missing)} task(s) did not finish ({', '.join(missing[:5])}); their logs are "
+                        f"in {out / WORK_DIR / 'datatrove' / 'logs'}; re-run the same command to resume")
     tok = load_tokenizer(recipe.tokenizer)
     streams, ledgers, shards, sources = [], {}, {}, {}
     for source in recipe.sources:
@@ -190,7 +239,8 @@ def finalize(recipe: Recipe, out: Path) -> dict:
             streams.append({"source": source.name, "bucket": b.name, "path": rel, "proportion": proportion,
                             "target_proportion": b.proportion if b.proportion is not None else source.proportion,
                             "target_tokens": target, "domain": source.name,
-                            "mask": source.reader["type"] == "chat", **totals,
+                            "mask": subset_has_mask(source.packing, b.min_tokens, source.reader["type"] == "chat"),
+                            "packing": source.packing, **totals,
                             **merge_bucket_stats([p["buckets"][b.name] for p in parts])})
     manifest = {
         "mixcraft_version": __version__,
@@ -206,28 +256,62 @@ def finalize(recipe: Recipe, out: Path) -> dict:
         "sources": sources,
         "shards": shards,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
-
-
-def build(recipe: Recipe, out: Path, *, workers: int = 1, limit: int | None = None, strict: bool = False,
-          executor: str = "local", show_progress: bool = True) -> dict:
-    prepare_out(recipe, out, limit=limit)
-    # Load once here: forked workers inherit the tokenizer and the imported MDS writer
-    # (importing streaming pulls in torch, ~5 s) instead of paying for them per task.
-    load_tokenizer(recipe.tokenizer)
-    preload()
-    prepare_sources(recipe, out / WORK_DIR, limit=limit, strict=strict)
-    ex = make_executor(recipe, out, workers=workers, limit=limit, strict=strict, executor=executor)
-    if show_progress and sys.stderr.isatty():
-        from mixcraft.progress import run_with_progress
-
-        run_with_progress(ex, recipe, out / WORK_DIR / "progress")
-    else:
-        ex.run()
-    manifest = finalize(recipe, out)
+    write_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     if recipe.output.premix:
         from mixcraft.premix import write_premix
 
         manifest = write_premix(recipe, out, manifest)
     return manifest
+
+
+def build(recipe: Recipe, out: Path, *, workers: int = 1, limit: int | None = None, strict: bool = False,
+          executor: str = "local", options: dict | None = None, show_progress: bool = True) -> dict:
+    """Run every task (skipping those a previous run finished), then merge. For `slurm`, see
+    `submit_slurm`."""
+    options = options if options is not None else parse_executor_opts(executor, [])
+    with lock_out_ready(recipe, out, limit=limit):
+        ex = make_executor(recipe, out, workers=workers, limit=limit, strict=strict, executor=executor,
+                           options=options)
+        prewarm(recipe)
+        prepare_sources(recipe, out / WORK_DIR, limit=limit, strict=strict)
+        if show_progress and sys.stderr.isatty():
+            from mixcraft.progress import run_with_progress
+
+            run_with_progress(ex, recipe, out / WORK_DIR / "progress")
+        else:
+            ex.run()
+        return finalize(recipe, out)
+
+
+def submit_slurm(recipe: Recipe, out: Path, *, workers: int, limit: int | None, strict: bool,
+                 options: dict) -> dict[str, Any]:
+    """Submit the build as a Slurm job array, and `finalize` as a job that starts when every
+    array task has succeeded. Returns the job ids. Re-running submits only unfinished tasks."""
+    with lock_out_ready(recipe, out, limit=limit):
+        prepare_sources(recipe, out / WORK_DIR, limit=limit, strict=strict)  # on this node, before the array
+        ex = make_executor(recipe, out, workers=workers, limit=limit, strict=strict, executor="slurm",
+                           options=options)
+        fin = make_datatrove_executor("slurm", [FinalizeStep(recipe, out)], tasks=1, workers=1,
+                                      logging_dir=out / WORK_DIR / "datatrove-finalize", opts=options,
+                                      name=f"{recipe.name}-finalize", depends=ex)
+        fin.run()  # launches `ex` first, then itself with --dependency=afterok:<ex's job id>
+        return {"tasks": ex.job_id, "finalize": fin.job_id,
+                "script": str(out / WORK_DIR / "datatrove" / "launch_script.slurm")}
+
+
+@contextmanager
+def lock_out_ready(recipe: Recipe, out: Path, *, limit: int | None):
+    """Lock OUT and prepare it (stamp, resolved recipe) for the length of a `with` block."""
+    check_out(recipe, out, limit=limit)  # before a lock file lands in someone else's folder
+    out.mkdir(parents=True, exist_ok=True)
+    with lock_folder(out, WORK_DIR):
+        prepare_out(recipe, out, limit=limit)
+        yield
+
+
+def prewarm(recipe: Recipe) -> None:
+    """Import streaming (torch, transformers: ~9 s) and load the tokenizer (~1 s) once here, so
+    forked local workers inherit both instead of paying for them again."""
+    import streaming  # noqa: F401
+
+    load_tokenizer(recipe.tokenizer)

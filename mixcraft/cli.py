@@ -71,7 +71,12 @@ def build(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).")],
     out: Annotated[Path | None, typer.Option(help="Output folder; default out/<recipe name>.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Tasks run at once (the output does not depend on it).")] = 1,
-    executor: Annotated[str, typer.Option(help="Where tasks run: local.")] = "local",
+    executor: Annotated[str, typer.Option(help="Where tasks run: local, ray or slurm (slurm submits and returns).")]
+    = "local",
+    executor_opt: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE for the executor, repeatable. ray: address, cpus_per_task, mem_per_cpu_gb. slurm: "
+             "partition (required), time, cpus_per_task, mem_per_cpu_gb, qos, job_name, env_command, "
+             "max_array_size.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Resolve the recipe and print the plan; read no data.")]
     = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Read at most N documents per source (a trial run).")]
@@ -89,15 +94,29 @@ def build(
             print_plan(plan)
         return
     from mixcraft.build import build as run_build
+    from mixcraft.build import submit_slurm
+    from mixcraft.executors import parse_executor_opts
     from mixcraft.stats import render_table
 
     out = out or Path("out") / r.name
+    options = parse_executor_opts(executor, executor_opt or [])
     if r.stages:  # a curriculum: one complete output per stage, in OUT/<stage>/
-        for m in build_curriculum(r, out, workers=workers, limit=limit, strict=strict, executor=executor):
+        for m in build_curriculum(r, out, workers=workers, limit=limit, strict=strict, executor=executor,
+                                  options=options):
             render_table(m, out_console)
         out_console.print(f"wrote {out} (curriculum.json; stages {', '.join(st['name'] for st in r.stages)})")
         return
-    manifest = run_build(r, out, workers=workers, limit=limit, strict=strict, executor=executor)
+    if executor == "slurm":
+        jobs = submit_slurm(r, out, workers=workers, limit=limit, strict=strict, options=options)
+        if jobs["finalize"] == -1:  # datatrove's mark for "every task already completed"
+            out_console.print(f"{out}: the build is complete; nothing to submit")
+            return
+        tasks = ("every build task already finished" if jobs["tasks"] == -1
+                 else f"submitted Slurm job {jobs['tasks']} (build tasks; script {jobs['script']})")
+        out_console.print(f"{tasks}; job {jobs['finalize']} writes {out}/manifest.json when they all succeed. "
+                          "Re-run this command to resubmit unfinished tasks.")
+        return
+    manifest = run_build(r, out, workers=workers, limit=limit, strict=strict, executor=executor, options=options)
     render_table(manifest, out_console)
     out_console.print(f"wrote {out} (manifest.json, recipe.resolved.yaml, "
                       f"{len(manifest['streams'])} subsets)")

@@ -1,44 +1,236 @@
-"""datatrove executors, configured for mixcraft.
+"""datatrove executors, configured for mixcraft: `local`, `ray` and `slurm` (`--executor`).
 
-datatrove logs each task at INFO to the console as well as to its log file; under a progress
-bar that is noise, so the console copy goes to the task's log folder instead. Errors still
-reach the user: an exception in a task is re-raised by the executor.
+All three run the same pipeline of one mixcraft step over the same task plan, and mark each
+finished task in `<logging_dir>/completions/`, so a re-run skips what is done (`skip_completed`).
+
+- local: datatrove's LocalPipelineExecutor with two changes. Its `run` is replaced because its
+  pool workers and Manager process outlive a parent killed with SIGKILL (measured: they finish
+  their task and write its completion marker into the folder a re-run is already using); ours
+  run each task in a process forked for it, which dies with the parent. And datatrove's
+  per-task console logging goes to the task's log file, so it does not tear through the
+  progress bars.
+- ray: datatrove's RayPipelineExecutor on the cluster at `address` (or a local one it starts).
+- slurm: datatrove's SlurmPipelineExecutor; `run` submits a job array with sbatch and returns.
+
+Executor settings come from `--executor-opt KEY=VALUE` (see `OPTIONS`); they never change the
+output, so they are not part of the recipe.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
+import threading
+import time
+from copy import deepcopy
+from pathlib import Path
 from typing import Any
 
 from datatrove.executor import LocalPipelineExecutor
+from datatrove.utils.stats import PipelineStats
 from loguru import logger
 
+from mixcraft.errors import UserError
 
-class QuietLocalExecutor(LocalPipelineExecutor):
-    def _launch_run_for_rank(self, rank: int, ranks_q, completed=None, completed_lock=None) -> Any:
+EXECUTORS = ("local", "ray", "slurm")
+# Per executor: option -> (type, default, help). Defaults follow datatrove's.
+OPTIONS: dict[str, dict[str, tuple[type, Any, str]]] = {
+    "local": {},
+    "ray": {
+        "address": (str, None, "Ray cluster address (default: RAY_ADDRESS, else start a local instance)"),
+        "cpus_per_task": (int, 1, "CPUs reserved per task"),
+        "mem_per_cpu_gb": (float, 2.0, "memory reserved per CPU, GB"),
+    },
+    "slurm": {
+        "partition": (str, None, "Slurm partition (required)"),
+        "time": (str, "24:00:00", "time limit per array task"),
+        "cpus_per_task": (int, 1, "CPUs per task (tokenization uses one)"),
+        "mem_per_cpu_gb": (int, 4, "memory per CPU, GB (a 512K-row task peaks under 2 GB)"),
+        "qos": (str, "normal", "Slurm QOS"),
+        "job_name": (str, "mixcraft", "job name prefix"),
+        "env_command": (str, None, "shell line that sets up Python on the node (default: put this "
+                        "interpreter's bin folder first on PATH)"),
+        "max_array_size": (int, 1001, "largest job array the cluster accepts"),
+    },
+}
+
+
+def parse_executor_opts(kind: str, raw: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings -> typed options for executor `kind`, defaults filled in."""
+    if kind not in EXECUTORS:
+        raise UserError(f"--executor {kind!r}: expected one of {', '.join(EXECUTORS)}")
+    schema = OPTIONS[kind]
+    opts = {k: default for k, (_, default, _) in schema.items()}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in schema:
+            allowed = ", ".join(schema) or "none"
+            raise UserError(f"--executor-opt {item!r}: expected KEY=VALUE with KEY one of the {kind} options "
+                            f"({allowed})")
+        typ = schema[key][0]
+        try:
+            opts[key] = typ(value)
+        except ValueError:
+            raise UserError(f"--executor-opt {item!r}: {key} expects {typ.__name__}, got {value!r}") from None
+    if kind == "slurm" and not opts["partition"]:
+        raise UserError("--executor slurm needs a partition: add --executor-opt partition=NAME")
+    return opts
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this worker process when its parent dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:  # no prctl: poll the parent id once a second
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class LocalExecutor(LocalPipelineExecutor):
+    """LocalPipelineExecutor whose workers die with the build process (see the module doc)."""
+
+    def run(self) -> PipelineStats | None:
+        ranks = self.get_incomplete_ranks(range(self.tasks))
+        if not ranks:
+            return None
+        self._launched = True
+        logger.remove()
+        logger.add(os.path.join(self.logging_dir.path, "executor.log"), level="INFO")
+        try:
+            self.save_executor_as_json()
+            if self.workers == 1:
+                pipeline = self.pipeline
+                stats = []
+                for rank in ranks:
+                    self.pipeline = deepcopy(pipeline)  # fresh step stats per task, as datatrove does
+                    stats.append(self._run_quietly(rank))
+                self.pipeline = pipeline
+            else:
+                stats = self._run_forked(ranks)
+            total = sum(stats, start=PipelineStats())
+            with self.logging_dir.open("stats.json", "wt") as f:
+                total.save_to_disk(f)
+            return total
+        finally:
+            logger.remove()
+
+    def _run_forked(self, ranks: list[int]) -> list[PipelineStats]:
+        """Each task in a fresh process forked from this one, at most `workers` at once.
+
+        "fork": a process starts in milliseconds and inherits the imports and the tokenizer the
+        parent loaded ("forkserver" re-imports torch and friends: ~9 s each). One process per
+        task: a worker's memory is that task's alone, never the high-water mark of the tasks
+        before it, so peak RSS stays flat as a corpus grows. (A Pool with maxtasksperchild=1
+        would do the same, but hung here when replacing a worker.) The first failure stops the
+        build: running tasks are killed, and its exception is raised here."""
+        import multiprocess
+        from multiprocess.connection import wait
+
+        ctx, parent = multiprocess.get_context("fork"), os.getpid()
+        todo, running, stats, error = list(ranks), {}, [], None
+        try:
+            while running or (todo and error is None):
+                while todo and error is None and len(running) < self.workers:
+                    rank = todo.pop(0)
+                    recv, send = ctx.Pipe(duplex=False)
+                    proc = ctx.Process(target=self._child, args=(rank, send, parent))
+                    proc.start()
+                    send.close()
+                    running[recv] = (rank, proc)
+                for conn in wait(list(running)):
+                    rank, proc = running.pop(conn)
+                    try:
+                        kind, payload = conn.recv()
+                    except EOFError:  # killed, or crashed in C code
+                        kind, payload = "error", RuntimeError(
+                            f"build task {rank} died (exit code {proc.exitcode}); its log: "
+                            f"{self.logging_dir.path}/logs/task_{rank:05d}.log")
+                    proc.join()
+                    if kind == "ok":
+                        stats.append(payload)
+                    elif error is None:
+                        error = payload
+            if error is not None:
+                raise error
+            return stats
+        finally:
+            for _, proc in running.values():
+                proc.kill()
+                proc.join()
+
+    def _child(self, rank: int, conn, parent: int) -> None:
+        die_with_parent(parent)
+        try:
+            conn.send(("ok", self._run_quietly(rank)))
+        except BaseException as exc:  # sent to the parent, which raises it
+            conn.send(("error", exc))
+        finally:
+            conn.close()
+
+    def _run_quietly(self, rank: int) -> PipelineStats:
         console = sys.stderr
         path = os.path.join(self.logging_dir.path, "logs", f"console_{rank:05d}.log")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "a") as sink:
             sys.stderr = sink  # datatrove's task logger binds sys.stderr when the task starts
             try:
-                return super()._launch_run_for_rank(rank, ranks_q, completed, completed_lock)
+                return self._run_for_rank(rank)
             finally:
                 logger.remove()  # its handlers point at `sink`, which closes now
                 sys.stderr = console
 
-    def run(self) -> Any:
-        logger.remove()
-        logger.add(os.path.join(self.logging_dir.path, "executor.log"), level="INFO")
-        try:
-            return super().run()
-        finally:
-            logger.remove()
+
+def make_executor(kind: str, pipeline: list, *, tasks: int, workers: int, logging_dir: Path,
+                  opts: dict[str, Any] | None = None, name: str = "mixcraft", depends: Any = None):
+    """A datatrove executor of `kind` over `tasks` tasks, at most `workers` at once."""
+    opts = opts if opts is not None else parse_executor_opts(kind, [])
+    workers = max(1, min(workers, tasks))
+    if kind == "local":
+        return LocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
+                             skip_completed=True)
+    if kind == "ray":
+        return _ray_executor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, opts=opts)
+    return _slurm_executor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, opts=opts,
+                           name=name, depends=depends)
 
 
-def quiet_local_executor(pipeline: list, *, tasks: int, workers: int, logging_dir: str) -> QuietLocalExecutor:
-    # "fork" starts workers in milliseconds; datatrove's default "forkserver" re-imports
-    # torch and friends in every worker (seconds each).
-    return QuietLocalExecutor(pipeline, tasks=tasks, workers=max(1, workers), logging_dir=logging_dir,
-                              skip_completed=True, start_method="fork")
+def _ray_executor(pipeline: list, *, tasks: int, workers: int, logging_dir: Path, opts: dict[str, Any]):
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--executor ray needs Ray: pip install 'ray[default]==2.60.0' (then re-run)") from None
+    from datatrove.executor.ray import RayPipelineExecutor
+
+    if not ray.is_initialized():
+        # Workers must import this mixcraft, also when it runs from a source checkout.
+        root = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        ray.init(address=opts["address"], runtime_env={"env_vars": {"PYTHONPATH": path}},
+                 log_to_driver=False, configure_logging=False)
+    return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
+                               skip_completed=True, cpus_per_task=opts["cpus_per_task"],
+                               mem_per_cpu_gb=opts["mem_per_cpu_gb"])
+
+
+def _slurm_executor(pipeline: list, *, tasks: int, workers: int, logging_dir: Path, opts: dict[str, Any],
+                    name: str, depends: Any):
+    from datatrove.executor import SlurmPipelineExecutor
+
+    env_command = opts["env_command"] or f"export PATH={Path(sys.executable).parent}:$PATH"
+    return SlurmPipelineExecutor(
+        pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir), skip_completed=True,
+        time=opts["time"], partition=opts["partition"], cpus_per_task=opts["cpus_per_task"],
+        mem_per_cpu_gb=opts["mem_per_cpu_gb"], qos=opts["qos"], job_name=f"{opts['job_name']}-{name}",
+        env_command=env_command, max_array_size=opts["max_array_size"], depends=depends,
+        slurm_logs_folder=str(logging_dir / "slurm_logs"),
+    )

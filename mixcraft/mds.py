@@ -62,7 +62,7 @@ class SubsetWriter:
         self._writer.write(sample)
         self.rows += 1
         self.tokens += len(row.input_ids)
-        self.pieces += len(row.spans)
+        self.pieces += len(row.spans) - (1 if row.padding else 0)  # document pieces; padding is not one
 
     def finish(self) -> None:
         self._writer.finish()
@@ -75,7 +75,8 @@ def merge_subset(subset_dir: Path) -> int:
     parts = sorted(p / "index.json" for p in subset_dir.iterdir() if (p / "index.json").is_file())
     if not parts:
         return 0
-    # A re-run of a finished build merges again; merge_index refuses to replace an index.
+    # merge_index moves its result into place and refuses to overwrite: a re-run after a build
+    # killed during the merge would fail on the index the first run left.
     (subset_dir / "index.json").unlink(missing_ok=True)
     # merge_index warns that the folder exists and that it made a temporary folder: both expected.
     root = logging.getLogger()

@@ -5,10 +5,21 @@ and tail tokens, or dropped with a reason), so the ledger's invariants hold by c
 
 `indices` spans follow ProLong: half-open [start, end) token ranges of each document piece in
 the row, sorted, contiguous, starting at 0 and ending at the row's length.
+
+Packing modes (a source's `packing` key; `make_packer` picks the packer per bucket):
+- `prolong`: datatools parity. Whole-document buckets (min_tokens 0) are packed greedily
+  (`GreedyPacker`); length buckets are cut into chunks with tails counted (`ChunkPacker`,
+  ProLong's `--split_by_lengths`, and the 512K-from-64K layout).
+- `best_fit`: best-fit-decreasing (`BestFitPacker`) in whole-document buckets: no document of
+  at most seq_len tokens is ever split; rows are padded, and the padding is its own final span
+  with mask 0, so those subsets carry a `mask` column. Length buckets chunk as in `prolong`.
+- `concat_chunk`: naive concatenate-and-chunk for every bucket, length buckets included (the
+  baseline of Ding et al. 2024; kept for benchmarks and comparisons).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,7 +39,8 @@ class Row:
     input_ids: np.ndarray  # uint32
     spans: np.ndarray  # (n, 2) uint32
     mask: np.ndarray | None = None
-    doc_ids: tuple[str, ...] = ()
+    doc_ids: tuple[str, ...] = ()  # one per span; "" for a padding span
+    padding: int = 0  # pad tokens at the end of the row (its last span, mask 0)
 
 
 class Account(Protocol):
@@ -59,17 +71,24 @@ class _Open:
         return len(self.doc.ids) - self.start
 
 
-def _make_row(parts: list[tuple[TokDoc, int, int]], with_mask: bool) -> Row:
-    ids = np.concatenate([d.ids[a:b] for d, a, b in parts]).astype(np.uint32, copy=False)
-    lengths = np.asarray([b - a for _, a, b in parts], dtype=np.int64)
-    ends = np.cumsum(lengths)
+def _make_row(parts: list[tuple[TokDoc, int, int]], with_mask: bool, *, pad: int = 0, pad_id: int = 0) -> Row:
+    """A row from document pieces, plus `pad` tokens of `pad_id` as a final span with mask 0."""
+    chunks = [d.ids[a:b] for d, a, b in parts]
+    lengths = [b - a for _, a, b in parts]
+    if pad:
+        chunks.append(np.full(pad, pad_id, dtype=np.uint32))
+        lengths.append(pad)
+    ids = np.concatenate(chunks).astype(np.uint32, copy=False)
+    ends = np.cumsum(np.asarray(lengths, dtype=np.int64))
     spans = np.stack([ends - lengths, ends], axis=1).astype(np.uint32)
     mask = None
     if with_mask:
-        mask = np.concatenate([
-            d.mask[a:b] if d.mask is not None else np.ones(b - a, dtype=np.uint8) for d, a, b in parts
-        ]).astype(np.uint8, copy=False)
-    return Row(ids, spans, mask, tuple(d.doc_id for d, _, _ in parts))
+        masks = [d.mask[a:b] if d.mask is not None else np.ones(b - a, dtype=np.uint8) for d, a, b in parts]
+        if pad:
+            masks.append(np.zeros(pad, dtype=np.uint8))
+        mask = np.concatenate(masks).astype(np.uint8, copy=False)
+    doc_ids = tuple(d.doc_id for d, _, _ in parts) + (("",) if pad else ())
+    return Row(ids, spans, mask, doc_ids, pad)
 
 
 def _close_leftovers(pending: list[_Open], acct: Account) -> None:
@@ -104,6 +123,11 @@ class GreedyPacker:
         while self.fill >= self.seq_len:
             yield self._cut(self.seq_len)
             self.fill -= self.seq_len
+
+    @property
+    def pending_tokens(self) -> int:
+        """Tokens accepted but not yet written in a row."""
+        return self.fill
 
     def finish(self) -> Iterator[Row]:
         if self.keep_last and self.fill:
@@ -151,6 +175,10 @@ class ChunkPacker:
             if len(self.pending) == self.per_row:
                 yield self._emit()
 
+    @property
+    def pending_tokens(self) -> int:
+        return len(self.pending) * self.chunk
+
     def finish(self) -> Iterator[Row]:
         leftovers = {id(o): o for o, _ in self.pending}
         _close_leftovers(list(leftovers.values()), self.acct)
@@ -167,6 +195,153 @@ class ChunkPacker:
                 self.acct.kept(o.doc, packed=o.usable, tail=len(o.doc.ids) - o.usable, split=o.pieces > 1)
         self.pending = []
         return _make_row(parts, self.with_mask)
+
+
+@dataclass
+class _Owner:
+    """A document in the best-fit packer: reported kept once its last piece is written."""
+
+    doc: TokDoc
+    usable: int  # tokens that will be packed; the rest is its tail
+    pieces: int  # pieces in all
+    unwritten: int  # pieces not yet in a written row
+
+
+@dataclass
+class _Piece:
+    """A piece of at most seq_len tokens waiting in the best-fit buffer."""
+
+    doc: TokDoc  # the piece's own tokens (a copy for a long document's remainder)
+    owner: _Owner
+
+    @property
+    def n(self) -> int:
+        return len(self.doc.ids)
+
+
+class BestFitPacker:
+    """Best-fit-decreasing over a bounded buffer (Ding et al. 2024, "Fewer Truncations Improve
+    Language Modeling", arXiv 2404.10830).
+
+    A document longer than `seq_len` is cut into `seq_len` chunks, each a full row at once; its
+    remainder is packed like any other piece. A document of at most `seq_len` tokens is never
+    split. Pieces wait in a buffer; when it holds `buffer_tokens`, they are placed largest first,
+    each in the open row with the least room that still fits it. Rows within `slack` tokens of
+    full are written; the pieces of emptier rows go back to the buffer to meet later documents,
+    as long as they take at most half of it (else the fullest of those rows are written too), so
+    memory stays bounded. `finish` writes every row. A row's unused room is padding: `pad_id`
+    tokens in a final span with mask 0 (so the trainer takes no loss on it), counted per row.
+    """
+
+    def __init__(self, seq_len: int, acct: Account, *, with_mask: bool = True, pad_id: int = 0,
+                 buffer_tokens: int | None = None, slack: int | None = None):
+        self.seq_len, self.acct, self.with_mask, self.pad_id = seq_len, acct, with_mask, pad_id
+        # 8M tokens (32 MB of ids) is 128 rows of 64K: enough small documents to fill the gaps
+        # that the large ones leave. At least 8 rows, so 512K rows still have company.
+        self.buffer_tokens = buffer_tokens or max(8 << 20, 8 * seq_len)
+        # 0.1% of a row: 65 tokens at 64K. Waiting longer for an exact fit gains almost nothing.
+        self.slack = seq_len // 1000 if slack is None else slack
+        self.buffer: list[_Piece] = []
+        self.buffered = 0
+
+    @property
+    def pending_tokens(self) -> int:
+        return self.buffered
+
+    def add(self, doc: TokDoc, max_tokens: float | None = None) -> Iterator[Row]:
+        """`max_tokens` caps a long document at whole rows (a token budget's remainder, rounded
+        up); the rest of it is counted as its tail. Documents of at most seq_len go in whole."""
+        n, L = len(doc.ids), self.seq_len
+        if n == 0:
+            self.acct.dropped(doc, "no_tokens", 0)
+            return
+        usable = n
+        if max_tokens is not None and n > L:
+            usable = min(n, max(1, -(-int(max_tokens) // L)) * L)
+        full_rows, rest = divmod(usable, L)
+        pieces = full_rows + (1 if rest else 0)
+        owner = _Owner(doc, usable, pieces, pieces)
+        for i in range(full_rows):
+            yield _make_row([(doc, i * L, (i + 1) * L)], self.with_mask)
+            self._written(owner)
+        if rest:
+            a = full_rows * L
+            piece = doc if a == 0 else TokDoc(doc.doc_id, doc.ids[a:].copy(),
+                                              None if doc.mask is None else doc.mask[a:].copy())
+            self.buffer.append(_Piece(piece, owner))
+            self.buffered += rest
+            if self.buffered >= self.buffer_tokens:
+                yield from self._flush(final=False)
+
+    def finish(self) -> Iterator[Row]:
+        yield from self._flush(final=True)
+
+    def _written(self, owner: _Owner) -> None:
+        owner.unwritten -= 1
+        if owner.unwritten == 0:
+            tail = len(owner.doc.ids) - owner.usable
+            self.acct.kept(owner.doc, packed=owner.usable, tail=tail, split=owner.pieces > 1)
+
+    def _flush(self, *, final: bool) -> Iterator[Row]:
+        bins = best_fit_decreasing([p.n for p in self.buffer], self.seq_len)
+        used = [sum(self.buffer[i].n for i in members) for members in bins]
+        keep: set[int] = set()
+        if not final:
+            loose = sorted((b for b in range(len(bins)) if self.seq_len - used[b] > self.slack),
+                           key=lambda b: (used[b], b))  # emptiest first: they gain most by waiting
+            held = 0
+            for b in loose:
+                if held + used[b] > self.buffer_tokens // 2:
+                    break
+                keep.add(b)
+                held += used[b]
+        carried = []
+        for b, members in enumerate(bins):
+            pieces = [self.buffer[i] for i in members]
+            if b in keep:
+                carried += pieces
+                continue
+            yield _make_row([(p.doc, 0, p.n) for p in pieces], self.with_mask, pad=self.seq_len - used[b],
+                            pad_id=self.pad_id)
+            for p in pieces:
+                self._written(p.owner)
+        self.buffer = carried
+        self.buffered = sum(p.n for p in carried)
+
+
+def best_fit_decreasing(sizes: list[int], capacity: int) -> list[list[int]]:
+    """Bins of item indices: items largest first (ties by index), each into the bin with the
+    least room that fits it, else a new bin. Deterministic; O(n log n + n * bins)."""
+    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
+    bins: list[list[int]] = []
+    rooms: list[tuple[int, int]] = []  # (room, bin), sorted: bisect finds the tightest fit
+    for i in order:
+        k = bisect_left(rooms, (sizes[i], -1))
+        if k == len(rooms):
+            bins.append([i])
+            insort(rooms, (capacity - sizes[i], len(bins) - 1))
+            continue
+        room, b = rooms.pop(k)
+        bins[b].append(i)
+        insort(rooms, (room - sizes[i], b))
+    return bins
+
+
+def make_packer(mode: str, *, seq_len: int, min_tokens: int, chunk_tokens: int, acct: Account,
+                with_mask: bool, pad_id: int = 0):
+    """The packer for one bucket of a source with packing `mode` (see the module docstring)."""
+    if mode == "concat_chunk":
+        return GreedyPacker(seq_len, acct, with_mask=with_mask)
+    if min_tokens > 0:
+        return ChunkPacker(chunk_tokens, seq_len, acct, with_mask=with_mask)
+    if mode == "best_fit":
+        return BestFitPacker(seq_len, acct, with_mask=with_mask, pad_id=pad_id)
+    return GreedyPacker(seq_len, acct, with_mask=with_mask)
+
+
+def subset_has_mask(mode: str, min_tokens: int, chat: bool) -> bool:
+    """Chat data carries its loss mask; best-fit rows carry one that zeroes their padding."""
+    return chat or (mode == "best_fit" and min_tokens == 0)
 
 
 def pack_all(packer, docs: Iterable[TokDoc]) -> Iterator[Row]:

@@ -18,7 +18,7 @@ import yaml
 from mixcraft.errors import UserError
 
 READER_TYPES = ("code_repos", "code_files", "books", "text", "chat", "hf")
-PACKING_MODES = ("prolong",)
+PACKING_MODES = ("prolong", "best_fit", "concat_chunk")  # see mixcraft/pack.py
 COMPRESSIONS = ("zstd", "none")
 PROPORTION_TOLERANCE = 1e-6
 

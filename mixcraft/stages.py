@@ -16,7 +16,7 @@ from mixcraft.curate.filters import Filter
 from mixcraft.ledger import Ledger
 from mixcraft.lengths import LengthHistogram, RowStats
 from mixcraft.mds import SubsetWriter
-from mixcraft.pack import ChunkPacker, GreedyPacker, Row, TokDoc
+from mixcraft.pack import Row, TokDoc, make_packer
 from mixcraft.recipe import Bucket
 from mixcraft.tokenize import Tok
 
@@ -106,19 +106,18 @@ class BucketAccount:
 
 
 class BucketSink:
-    """One bucket of one task: its packer, its MDS writer, its token budget."""
+    """One bucket of one task: its packer (by the source's packing mode), its MDS writer, its
+    token budget."""
 
     def __init__(self, bucket: Bucket, seq_len: int, ledger: Ledger, writer: SubsetWriter,
-                 budget_tokens: float | None):
+                 budget_tokens: float | None, *, packing: str = "prolong", pad_id: int = 0):
         self.bucket, self.writer, self.budget = bucket, writer, budget_tokens
         self.counts: Counter = Counter()
         self.doc_lengths, self.row_stats = LengthHistogram(), RowStats(seq_len)
         acct = BucketAccount(ledger, bucket.name, self.counts, self.doc_lengths)
-        with_mask = writer.with_mask
-        if bucket.min_tokens > 0:
-            self.packer = ChunkPacker(bucket.chunk_tokens, seq_len, acct, with_mask=with_mask)
-        else:
-            self.packer = GreedyPacker(seq_len, acct, with_mask=with_mask)
+        self.packer = make_packer(packing, seq_len=seq_len, min_tokens=bucket.min_tokens,
+                                  chunk_tokens=bucket.chunk_tokens, acct=acct, with_mask=writer.with_mask,
+                                  pad_id=pad_id)
 
     @property
     def full(self) -> bool:
@@ -132,22 +131,21 @@ class BucketSink:
     @property
     def packer_fill(self) -> int:
         """Tokens accepted by the packer but not yet written in a row."""
-        if isinstance(self.packer, GreedyPacker):
-            return self.packer.fill
-        return len(self.packer.pending) * self.bucket.chunk_tokens
+        return self.packer.pending_tokens
 
     def finish(self) -> dict:
         self._write(self.packer.finish())
         self.writer.finish()
         return {"rows": self.writer.rows, "tokens": self.writer.tokens, "pieces": self.writer.pieces,
                 "docs": self.counts["docs"], "split": self.counts["split"],
-                "tail_tokens": self.counts["tail_tokens"], "padding": 0,
+                "tail_tokens": self.counts["tail_tokens"], "padding": self.counts["padding"],
                 "doc_lengths": self.doc_lengths.to_dict(), **self.row_stats.to_dict()}
 
     def _write(self, rows: Iterable[Row]) -> None:
         for row in rows:
             self.writer.write(row)
             self.row_stats.add(len(row.input_ids), len(row.spans))
+            self.counts["padding"] += row.padding
 
 
 def route_and_pack(docs: Iterable[TokDoc], sinks: list[BucketSink], ledger: Ledger) -> Iterator[TokDoc]:

@@ -122,8 +122,8 @@ def test_demo_recipe_end_to_end_on_a_few_documents(tmp_path):
 
 def test_budget_is_shared_by_the_tasks_that_get_input(tmp_path):
     """A streamed dataset is split over every task; a lone file goes to one task."""
-    from mixcraft.readers import make_reader
     from mixcraft.ledger import Ledger
+    from mixcraft.readers import make_reader
 
     (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
     one_file = make_reader("s", {"type": "text", "paths": [str(tmp_path / "a.jsonl")]}, Ledger("s"))

@@ -1,0 +1,115 @@
+"""`--executor slurm`: the sbatch scripts mixcraft submits, checked without a cluster.
+
+A fake `sbatch` on PATH records each script and its arguments and answers like the real one;
+a fake `scontrol` names the node. The submitted array tasks and the finalize job are then run
+the way a Slurm node would (datatrove's `launch_pickled_pipeline`: load executor.pik, run it
+with SLURM_ARRAY_TASK_ID set), and the result must match the local reference build byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import dill
+from buildhelp import cli_env, output_hashes
+
+from mixcraft.build import WORK_DIR, plan_tasks
+from mixcraft.recipe import load_recipe
+
+FAKE_SBATCH = """#!/bin/sh
+# Record the script (last argument) and the options, answer like sbatch.
+n=$(ls "$SBATCH_LOG" | wc -l)
+id=$((1000 + n))
+for last; do :; done
+mkdir -p "$SBATCH_LOG/$id"
+cp "$last" "$SBATCH_LOG/$id/script"
+echo "$@" > "$SBATCH_LOG/$id/args"
+echo "Submitted batch job $id"
+"""
+FAKE_SCONTROL = """#!/bin/sh
+echo node001
+"""
+
+
+def _fake_bin(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("sbatch", FAKE_SBATCH), ("scontrol", FAKE_SCONTROL)):
+        path = bin_dir / name
+        path.write_text(text)
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return bin_dir
+
+
+def _run_like_a_node(pik: Path, array_ids: range, bin_dir: Path, monkeypatch) -> None:
+    old = signal.getsignal(signal.SIGUSR1)  # datatrove installs a requeue handler
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")  # scontrol
+    try:
+        for i in array_ids:
+            monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(i))
+            monkeypatch.setenv("SLURM_NODELIST", "node001")
+            with open(pik, "rb") as f:
+                dill.load(f).run()
+    finally:
+        monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
+        signal.signal(signal.SIGUSR1, old)
+
+
+def _submit(cmd, env) -> str:
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def test_slurm_scripts_resubmission_and_a_simulated_cluster_run(reference, recipe_path, tmp_path, monkeypatch):
+    _, want = reference
+    bin_dir = _fake_bin(tmp_path)
+    log = tmp_path / "sbatch-log"
+    log.mkdir()
+    out = tmp_path / "out"
+    work = out / WORK_DIR / "datatrove"
+    env = cli_env() | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SBATCH_LOG": str(log)}
+    cmd = [sys.executable, "-m", "mixcraft", "build", str(recipe_path), "--out", str(out), "--workers", "2",
+           "--executor", "slurm", "--executor-opt", "partition=cpu", "--executor-opt", "time=01:30:00",
+           "--executor-opt", "cpus_per_task=2"]
+    stdout = _submit(cmd, env)
+    assert "submitted Slurm job 1000" in stdout and "job 1002 writes" in stdout
+
+    # Four submissions: the build array, its stats merge, finalize (after the array), its stats merge.
+    jobs = sorted(log.iterdir())
+    assert [j.name for j in jobs] == ["1000", "1001", "1002", "1003"]
+    n_tasks = len(plan_tasks(load_recipe(recipe_path)))
+    script = (jobs[0] / "script").read_text()
+    for line in ("#SBATCH --partition=cpu", "#SBATCH --time=01:30:00", "#SBATCH --cpus-per-task=2",
+                 "#SBATCH --mem-per-cpu=4G", f"#SBATCH --array=0-{n_tasks - 1}%2", "#SBATCH --job-name=mixcraft-tiny",
+                 f"export PATH={Path(sys.executable).parent}:$PATH",
+                 f"launch_pickled_pipeline {work / 'executor.pik'}"):
+        assert line in script, f"{line!r} not in the sbatch script:\n{script}"
+    assert script == (work / "launch_script.slurm").read_text()
+    assert "--dependency" not in (jobs[0] / "args").read_text()
+    assert "--dependency=afterok:1000" in (jobs[2] / "args").read_text()
+    fin_script = (jobs[2] / "script").read_text()
+    assert "#SBATCH --array=0-0" in fin_script and "datatrove-finalize/executor.pik" in fin_script
+    assert not (out / "manifest.json").exists()
+
+    # The cluster runs three array tasks, then the job dies; re-running the command submits
+    # the rest only, and a new finalize job after them.
+    _run_like_a_node(work / "executor.pik", range(3), bin_dir, monkeypatch)
+    stdout = _submit(cmd, env)
+    assert "submitted Slurm job 1004" in stdout and "job 1006 writes" in stdout
+    assert json.loads((work / "ranks_to_run.json").read_text()) == list(range(3, n_tasks))
+    assert f"#SBATCH --array=0-{n_tasks - 4}%2" in (log / "1004" / "script").read_text()
+    assert "--dependency=afterok:1004" in (log / "1006" / "args").read_text()
+
+    # The rest of the array and the finalize job, as nodes would run them: then the output
+    # must equal the local build's, and a further re-run has nothing to submit.
+    _run_like_a_node(work / "executor.pik", range(n_tasks - 3), bin_dir, monkeypatch)
+    _run_like_a_node(out / WORK_DIR / "datatrove-finalize" / "executor.pik", range(1), bin_dir, monkeypatch)
+    assert output_hashes(out) == want
+    assert "the build is complete; nothing to submit" in _submit(cmd, env)
+    assert len(list(log.iterdir())) == 8
