@@ -269,9 +269,10 @@ def build(recipe: Recipe, out: Path, *, workers: int = 1, limit: int | None = No
     """Run every task (skipping those a previous run finished), then merge. For `slurm`, see
     `submit_slurm`."""
     options = options if options is not None else parse_executor_opts(executor, [])
+    # Before OUT is touched: a missing Ray must not leave a half-made folder behind.
+    ex = make_executor(recipe, out, workers=workers, limit=limit, strict=strict, executor=executor,
+                       options=options)
     with lock_out_ready(recipe, out, limit=limit):
-        ex = make_executor(recipe, out, workers=workers, limit=limit, strict=strict, executor=executor,
-                           options=options)
         prewarm(recipe)
         prepare_sources(recipe, out / WORK_DIR, limit=limit, strict=strict)
         if show_progress and sys.stderr.isatty():

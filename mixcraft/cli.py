@@ -186,8 +186,8 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        # markup=False: rich would eat "[books]" in "sources[books].proportion" as a style tag
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        # markup=False: rich would read "sources[books]" or "ray[default]" as style tags and drop them.
+        err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted; re-run the same command to resume")

@@ -42,7 +42,8 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to watch the workers")
+@pytest.mark.skipif(not Path(f"/proc/self/task/{os.getpid()}/children").exists(),
+                    reason="needs Linux /proc/<pid>/task/<tid>/children to find the workers")
 def test_sigkill_midway_then_rerun_gives_identical_shards(reference, recipe_path, tmp_path):
     _, want = reference
     n_tasks = len(plan_tasks(load_recipe(recipe_path)))
