@@ -25,12 +25,6 @@ BASE_COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "dom
 HASH_ALGO = "sha1"
 
 
-def preload() -> None:
-    """Import streaming now, so that forked build workers inherit it instead of each importing
-    it again (it pulls in torchvision: 3-7 s per process on 2 cores)."""
-    import streaming  # noqa: F401
-
-
 def columns_for(with_mask: bool) -> dict[str, str]:
     return {**BASE_COLUMNS, "mask": "ndarray:uint8"} if with_mask else dict(BASE_COLUMNS)
 
