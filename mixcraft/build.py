@@ -1,6 +1,8 @@
 """The build: the one place that knows stage order.
 
-    read -> filter (text) -> tokenize -> filter (tokens) -> route to length bucket -> pack -> write MDS
+    [prepare: group repository files, find duplicates across sources]
+    read -> drop duplicates -> sample (repeat, long-text knobs, curriculum stage) -> filter (text)
+         -> tokenize -> filter (tokens) -> route to length bucket -> pack -> write MDS
 
 Each source is split into `tasks` datatrove tasks (a task reads every `tasks`-th input unit).
 Tasks run on a datatrove executor; each writes its own MDS part per bucket and its own ledger.
