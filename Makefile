@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
 
-.PHONY: install demo-data demo test test-all test-gpu bench lint clean
+.PHONY: install demo-data demo test test-all test-gpu bench bench-gpu lint clean
 
 install: $(STAMP)
 
@@ -40,6 +40,12 @@ test-gpu: install
 bench: demo-data
 	$(PY) benchmarks/build_throughput.py
 	$(PY) benchmarks/packing.py
+	$(PY) benchmarks/reader_memory.py --size-gb 2
+
+# Needs one CUDA GPU (see benchmarks/RESULTS.md); trains on the demo build's document lengths.
+bench-gpu: demo
+	$(PY) benchmarks/train_throughput.py $(DEMO_OUT) --json benchmarks/train_throughput.json
+	$(PY) -m pytest -q -m gpu tests/train
 
 lint: install
 	$(VENV)/bin/ruff check mixcraft tests benchmarks
