@@ -10,8 +10,3 @@ class UserError(Exception):
 
     exit_code = 2
 
-
-class VerifyError(UserError):
-    """`mixcraft verify` found a fault in a build output."""
-
-    exit_code = 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,17 +157,3 @@ def iter_rows(subset_dir: Path) -> Iterator[dict[str, Any]]:
 
 def read_row(subset_dir: Path, n: int) -> dict[str, Any]:
     return SubsetReader(subset_dir).row(n)
-
-
-def subset_dirs(out: Path) -> list[Path]:
-    """Every (source, bucket) subset directory with a merged index, in a stable order."""
-    found = []
-    for src in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for bucket in sorted(p for p in src.iterdir() if p.is_dir()):
-            if (bucket / "index.json").is_file():
-                found.append(bucket)
-    return found
-
-
-def dir_size_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not os.path.islink(f))

@@ -114,6 +114,12 @@ _BUCKET_KEYS = {"min_tokens": int, "chunk_tokens": int, "proportion": (int, floa
 _OUTPUT_KEYS = {"compression": str, "shard_size_bytes": int, "write_dropped": bool, "premix": bool}
 
 
+def recipe_relative(raw: str, base: Path) -> Path:
+    """A path from a recipe: `~` expanded, relative ones taken against the recipe's folder."""
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else base / path
+
+
 class _Ctx:
     """Where we are in the YAML, for error messages."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from mixcraft.stats import fmt_count
+
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 0.8em 0 1.6em; font-size: 13px; }
@@ -15,10 +17,6 @@ tr.bucket td { color: #666; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0 1.5em; }
 code { background: #f4f4f4; padding: 1px 4px; }
 """
-
-
-def _n(v: float | None) -> str:
-    return "-" if v is None else f"{v:,.0f}"
 
 
 def _pct(v: float | None) -> str:
@@ -53,7 +51,7 @@ def _mixture_table(stats: dict[str, Any]) -> str:
 
 def _cells(r: dict[str, Any], name: str, bucket: str) -> list[str]:
     return [name, bucket, f"{r['docs']:,}", f"{r['rows']:,}", f"{r['tokens']:,}", _pct(r["target"]),
-            _pct(r["actual"]), _dev(r["deviation_pp"]), _n(r["len_mean"]), _n(r["len_median"]), _n(r["len_p90"]),
+            _pct(r["actual"]), _dev(r["deviation_pp"]), fmt_count(r["len_mean"]), fmt_count(r["len_median"]), fmt_count(r["len_p90"]),
             f"{r['split']:,}", f"{r['padding']:,}"]
 
 
@@ -99,7 +97,7 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
 <body>
 <h1>{title}</h1>
 <p>Recipe <code>{escape(str(recipe.get('path', '')))}</code> (sha256 {escape(recipe['sha256'][:12])}),
-{stats['seq_len']:,}-token rows, {stats['packed_tokens']:,} tokens packed, total_tokens {_n(stats['total_tokens'])}.
+{stats['seq_len']:,}-token rows, {stats['packed_tokens']:,} tokens packed, total_tokens {fmt_count(stats['total_tokens'])}.
 Shares are of packed tokens; lengths are of kept documents (median and p90 within 9%).</p>
 <h2>Mixture</h2>
 {_mixture_table(stats)}

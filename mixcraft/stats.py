@@ -96,7 +96,8 @@ def stats_dict(manifest: dict[str, Any]) -> dict[str, Any]:
             "ledger": manifest["ledger"]}
 
 
-def _n(v: float | None) -> str:
+def fmt_count(v: float | None) -> str:
+    """A count with thousands separators; '-' when unknown."""
     return "-" if v is None else f"{v:,.0f}"
 
 
@@ -121,14 +122,14 @@ _MIX_COLUMNS = ("source", "bucket", "docs", "rows", "tokens", "target", "actual"
 
 def _mix_row(r: dict[str, Any], name: str, bucket: str, dropped: str) -> list[str]:
     return [name, bucket, f"{r['docs']:,}", f"{r['rows']:,}", f"{r['tokens']:,}", _pct(r["target"]),
-            _pct(r["actual"]), _dev(r["deviation_pp"]), _n(r["len_mean"]), _n(r["len_median"]), _n(r["len_p90"]),
+            _pct(r["actual"]), _dev(r["deviation_pp"]), fmt_count(r["len_mean"]), fmt_count(r["len_median"]), fmt_count(r["len_p90"]),
             f"{r['split']:,}", f"{r['padding']:,}", dropped]
 
 
 def mixture_table(stats: dict[str, Any]) -> Table:
     """Sources with their buckets beneath them (a source of one bucket is one line)."""
     table = Table(title=f"{stats['recipe']['name']}: {stats['seq_len']:,}-token rows, {stats['packed_tokens']:,} "
-                        f"tokens packed (total_tokens {_n(stats['total_tokens'])}); shares of packed tokens")
+                        f"tokens packed (total_tokens {fmt_count(stats['total_tokens'])}); shares of packed tokens")
     for col in _MIX_COLUMNS:
         table.add_column(col, justify="left" if col in ("source", "bucket", "dropped") else "right")
     streams = stats["streams"]

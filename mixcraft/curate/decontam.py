@@ -37,11 +37,10 @@ PARAMS = {"eval_set": str, "n": int, "text_field": str}
 
 
 def check_decontam_config(ctx: Any, where: str, args: dict[str, Any], base: Path) -> None:
-    from mixcraft.recipe import check_keys
+    from mixcraft.recipe import check_keys, recipe_relative
 
     check_keys(ctx, where, args, PARAMS, required=("eval_set",))
-    path = Path(args["eval_set"]).expanduser()
-    path = path if path.is_absolute() else base / path
+    path = recipe_relative(args["eval_set"], base)
     if not path.is_file():
         raise ctx.fail(f"{where}.eval_set", f"file {args['eval_set']!r} not found (resolved to {path}; "
                        "relative paths are resolved against the recipe's folder)")

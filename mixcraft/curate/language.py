@@ -29,11 +29,10 @@ DEFAULT_THRESHOLD = 0.65
 
 
 def check_language_config(ctx: Any, where: str, args: dict[str, Any], base: Path) -> None:
-    from mixcraft.recipe import check_keys
+    from mixcraft.recipe import check_keys, recipe_relative
 
     check_keys(ctx, where, args, PARAMS, required=("model",))
-    path = Path(args["model"]).expanduser()
-    path = path if path.is_absolute() else base / path
+    path = recipe_relative(args["model"], base)
     if not path.is_file():
         raise ctx.fail(f"{where}.model", f"fastText model {args['model']!r} not found (resolved to {path}); "
                        "models cannot be downloaded during a build: put the .bin/.ftz file there")

@@ -72,9 +72,9 @@ def _check_format(ctx: Any, where: str, path: Path, cls: type[Reader]) -> None:
 def _resolve_path(ctx: Any, where: str, raw: Any, base: Path) -> str:
     if not isinstance(raw, str):
         raise ctx.fail(where, f"expected a path string, got {raw!r}")
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
-        path = base / path
+    from mixcraft.recipe import recipe_relative
+
+    path = recipe_relative(raw, base)
     if any(ch in raw for ch in "*?["):
         if not any(Path(path.anchor).glob(str(path.relative_to(path.anchor)))):
             raise ctx.fail(where, f"glob {raw!r} matches nothing (relative paths are resolved against the "
