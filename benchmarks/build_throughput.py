@@ -76,7 +76,7 @@ def datatrove_tokenizer(tok, docs: list[tuple[str, str]], work: Path) -> int:
 
 
 def mixcraft_build(recipe_path: Path, out: Path, workers: int) -> int:
-    from mixcraft.build import build
+    from mixcraft.build.run import build
     from mixcraft.recipe import load_recipe
 
     manifest = build(load_recipe(recipe_path), out, workers=workers, show_progress=False)
@@ -87,9 +87,9 @@ def mixcraft_build(recipe_path: Path, out: Path, workers: int) -> int:
 def run_all(docs: list[tuple[str, str]], work: Path, rounds: int) -> list[dict[str, dict]]:
     """Each round runs every contender back to back (the two slow HF-based ones in round 1
     only). Ratios are taken within a round, where the background load is about the same."""
-    from mixcraft.build import prewarm
+    from mixcraft.build.run import prewarm
     from mixcraft.recipe import load_recipe
-    from mixcraft.tokenize import load_tokenizer
+    from mixcraft.core.tokenize import load_tokenizer
 
     tok = load_tokenizer("llama3")
     texts = [t for _, t in docs]

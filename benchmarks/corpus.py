@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from mixcraft.ledger import Ledger
+from mixcraft.core.ledger import Ledger
 from mixcraft.readers import make_reader
 from mixcraft.recipe import load_recipe
 

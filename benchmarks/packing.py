@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 from corpus import ROOT, demo_documents, demo_files, text_recipe, write_jsonl_shards
 
-from mixcraft.pack import BestFitPacker, ChunkPacker, GreedyPacker, TokDoc
+from mixcraft.core.pack import BestFitPacker, ChunkPacker, GreedyPacker, TokDoc
 
 L = 65_536
 RSS_GOAL_BYTES = 2 << 30
@@ -100,7 +100,7 @@ def packing_table(name: str, lengths: list[int]) -> dict[str, dict]:
 
 def rss_child(recipe_path: Path, out: Path) -> None:
     """In a fresh process: a 2-worker build; print the peak RSS of the workers and of this one."""
-    from mixcraft.build import build
+    from mixcraft.build.run import build
     from mixcraft.recipe import load_recipe
 
     manifest = build(load_recipe(recipe_path), out, workers=2, show_progress=False)
@@ -141,7 +141,7 @@ def rss_table(work: Path) -> None:
 
 
 def tokenized_lengths(texts: list[str]) -> list[int]:
-    from mixcraft.tokenize import load_tokenizer
+    from mixcraft.core.tokenize import load_tokenizer
 
     tok = load_tokenizer("llama3")
     return [len(tok.encode(t)) for t in texts]

@@ -64,7 +64,7 @@ def peak_rss():
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-from mixcraft.ledger import Ledger
+from mixcraft.core.ledger import Ledger
 from mixcraft.readers import make_reader
 t = time.perf_counter()
 ledger = Ledger("bench")

@@ -21,7 +21,7 @@ err_console = Console(stderr=True)
 
 def _budget(recipe, source, i: int) -> str:
     """A bucket's token budget (max_tokens caps included); buckets without their own share one."""
-    from mixcraft.mixture import bucket_budgets
+    from mixcraft.core.mixture import bucket_budgets
 
     bucket = source.buckets[i]
     if bucket.proportion is None and i > 0:
@@ -60,7 +60,7 @@ def print_plan(recipe) -> None:
         kinds = [k for k in ("exact", "minhash") if recipe.dedup.get(k)]
         over = recipe.dedup.get("sources") or [s.name for s in recipe.sources]
         out_console.print(f"dedup across sources: {', '.join(kinds)} over {', '.join(over)}")
-    from mixcraft.mixture import describe_knobs
+    from mixcraft.core.mixture import describe_knobs
 
     for line in describe_knobs(recipe):
         out_console.print(line, highlight=False)
@@ -85,7 +85,7 @@ def build(
     = False,
 ) -> None:
     """Read, filter, tokenize, pack and write a recipe's mixture as MDS shards."""
-    from mixcraft.curriculum import build_curriculum, stage_recipes
+    from mixcraft.build.curriculum import build_curriculum, stage_recipes
     from mixcraft.recipe import load_recipe
 
     r = load_recipe(recipe)
@@ -93,10 +93,10 @@ def build(
         for plan in stage_recipes(r) or [r]:
             print_plan(plan)
         return
-    from mixcraft.build import build as run_build
-    from mixcraft.build import submit_slurm
-    from mixcraft.executors import parse_executor_opts
-    from mixcraft.stats import render_table
+    from mixcraft.build.run import build as run_build
+    from mixcraft.build.run import submit_slurm
+    from mixcraft.build.executors import parse_executor_opts
+    from mixcraft.report.summary import render_table
 
     out = out or Path("out") / r.name
     options = parse_executor_opts(executor, executor_opt or [])
@@ -131,7 +131,7 @@ def stats(
     = False,
 ) -> None:
     """The mixture as built: per source and bucket, actual vs target share, lengths, drops, and why."""
-    from mixcraft.stats import stats_command
+    from mixcraft.report.summary import stats_command
 
     stats_command(out, as_json=as_json, report=report, streams=streams, console=out_console)
 
@@ -139,7 +139,7 @@ def stats(
 @app.command()
 def verify(out: Annotated[Path, typer.Argument(help="A build output folder.")]) -> None:
     """Check shard hashes, span invariants, token ids < vocab size and ledger totals. Exit 1 on a fault."""
-    from mixcraft.verify import verify_output
+    from mixcraft.report.verify import verify_output
 
     faults = verify_output(out)
     for f in faults:
@@ -158,7 +158,7 @@ def inspect(
     chars: Annotated[int, typer.Option(min=20, help="Characters shown at each end of a piece.")] = 200,
 ) -> None:
     """Decode one packed row and show each document piece with its span."""
-    from mixcraft.inspect import show_row
+    from mixcraft.report.inspect import show_row
 
     show_row(out, source=source, bucket=bucket, row=row, chars=chars, console=out_console)
 

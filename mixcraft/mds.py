@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mixcraft.pack import Row
+from mixcraft.core.pack import Row
 
 BASE_COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
 HASH_ALGO = "sha1"

@@ -18,7 +18,7 @@ import yaml
 from mixcraft.errors import UserError
 
 READER_TYPES = ("code_repos", "code_files", "books", "text", "chat", "hf")
-PACKING_MODES = ("prolong", "best_fit", "concat_chunk")  # see mixcraft/pack.py
+PACKING_MODES = ("prolong", "best_fit", "concat_chunk")  # see mixcraft/core/pack.py
 COMPRESSIONS = ("zstd", "none")
 PROPORTION_TOLERANCE = 1e-6
 
@@ -51,7 +51,7 @@ class Source:
     group_share: float | None = None
     tasks: int = 1
     max_docs: int | None = None
-    # Mixture knobs (mixcraft/mixture.py): expected uses per document, a token cap, long-text knobs.
+    # Mixture knobs (mixcraft/core/mixture.py): expected uses per document, a token cap, long-text knobs.
     repeat: float = 1.0
     max_tokens: int | None = None
     long_text: dict[str, Any] | None = None
@@ -79,7 +79,7 @@ class Recipe:
     output: Output = field(default_factory=Output)
     dedup: dict[str, Any] | None = None  # see mixcraft/curate/dedup.py
     long_text: dict[str, Any] | None = None
-    stages: list[dict[str, Any]] = field(default_factory=list)  # a curriculum (mixcraft/curriculum.py)
+    stages: list[dict[str, Any]] = field(default_factory=list)  # a curriculum (mixcraft/build/curriculum.py)
     stage: dict[str, Any] | None = None  # set on the recipe of one curriculum stage
     path: str = ""
 
@@ -226,7 +226,7 @@ def _parse_source(ctx: _Ctx, i: int, raw: Any, seq_len: int, base: Path) -> Sour
         raise ctx.fail(f"{where}.proportion", "required key is missing (a share of the mixture, e.g. 0.3)")
     if raw.get("tasks", 1) < 1:
         raise ctx.fail(f"{where}.tasks", "must be >= 1")
-    from mixcraft.mixture import parse_source_knobs
+    from mixcraft.core.mixture import parse_source_knobs
 
     return Source(name=raw["name"], reader=reader, filters=filters, packing=packing, buckets=buckets,
                   proportion=proportion, group=raw.get("group"), tasks=raw.get("tasks", 1),
@@ -292,8 +292,8 @@ def parse_recipe(data: Any, file: str, base: Path) -> Recipe:
 
         recipe.dedup = check_dedup_config(ctx, data["dedup"], names)
     _resolve_proportions(ctx, recipe)
-    from mixcraft.curriculum import parse_stages
-    from mixcraft.mixture import apply_recipe_knobs
+    from mixcraft.build.curriculum import parse_stages
+    from mixcraft.core.mixture import apply_recipe_knobs
 
     apply_recipe_knobs(ctx, recipe, data)
     parse_stages(ctx, recipe, data, base)

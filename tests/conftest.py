@@ -11,7 +11,7 @@ from helpers import TINY_RECIPE, make_corpus
 
 @pytest.fixture(scope="session")
 def tok():
-    from mixcraft.tokenize import load_tokenizer
+    from mixcraft.core.tokenize import load_tokenizer
 
     return load_tokenizer("llama3")
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from helpers import REPO, TINY_RECIPE, make_corpus, run_cli
-from mixcraft.ledger import ledger_faults
+from mixcraft.core.ledger import ledger_faults
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_demo_recipe_end_to_end_on_a_few_documents(tmp_path):
 
 def test_budget_is_shared_by_the_tasks_that_get_input(tmp_path):
     """A streamed dataset is split over every task; a lone file goes to one task."""
-    from mixcraft.ledger import Ledger
+    from mixcraft.core.ledger import Ledger
     from mixcraft.readers import make_reader
 
     (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mixcraft.pack import ChunkPacker, GreedyPacker, TokDoc, check_row, pack_all
+from mixcraft.core.pack import ChunkPacker, GreedyPacker, TokDoc, check_row, pack_all
 
 
 class Acct:
@@ -117,7 +117,7 @@ def test_mask_follows_tokens():
 
 
 def test_check_row_reports_faults():
-    from mixcraft.pack import Row
+    from mixcraft.core.pack import Row
 
     row = Row(np.zeros(10, dtype=np.uint32), np.array([[0, 4], [5, 10]], dtype=np.uint32))
     assert "spans are not contiguous" in check_row(row, 10)

@@ -3,7 +3,7 @@ import pytest
 
 from helpers import STDLIB
 from mixcraft.errors import UserError
-from mixcraft.tokenize import load_tokenizer, safe_splits
+from mixcraft.core.tokenize import load_tokenizer, safe_splits
 
 
 def test_llama3_hello_world(tok):

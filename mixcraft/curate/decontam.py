@@ -55,7 +55,7 @@ def check_decontam_config(ctx: Any, where: str, args: dict[str, Any], base: Path
 def eval_samples(path: Path, text_field: str) -> list[str]:
     """The eval set's texts. A bad line here is an error, not a skip: a silently shortened
     eval set would let contamination through."""
-    from mixcraft.ledger import Ledger
+    from mixcraft.core.ledger import Ledger
     from mixcraft.readers.text import get_field, iter_jsonl, iter_parquet
 
     if path.name.endswith(".txt"):

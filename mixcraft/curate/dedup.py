@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from datatrove.data import Document
 
-from mixcraft.ledger import Ledger
+from mixcraft.core.ledger import Ledger
 
 MINHASH_DEFAULTS = {"threshold": 0.8, "n_grams": 5, "num_buckets": 14, "hashes_per_bucket": 8, "seed": 1}
 _DEDUP_KEYS = {"exact": bool, "minhash": dict, "sources": list}
@@ -144,10 +144,10 @@ class DedupIndex:
 
 def run_dedup(recipe, work: Path, *, limit: int | None) -> None:
     """The pass before the tasks: verdicts for every later copy, per (source, task)."""
-    from mixcraft.build import split_limit
-    from mixcraft.prepare import prepare_dir
+    from mixcraft.build.run import split_limit
+    from mixcraft.build.prepare import prepare_dir
     from mixcraft.readers import make_reader
-    from mixcraft.stages import take_docs
+    from mixcraft.build.steps import take_docs
 
     cfg = recipe.dedup
     folder = work / "dedup"

@@ -47,7 +47,7 @@ def check_reader_config(ctx: Any, where: str, cfg: dict[str, Any], base: Path) -
             raise ctx.fail(f"{where}.header", f"{cfg['header']!r}: the only placeholder is {{path}} "
                            "(write literal braces as {{ and }})") from None
     if cfg["type"] == "chat":
-        from mixcraft.chat import TEMPLATE_CHOICES
+        from mixcraft.core.chat import TEMPLATE_CHOICES
 
         if cfg.get("template", "llama3") not in TEMPLATE_CHOICES:
             raise ctx.fail(f"{where}.template", f"expected one of {', '.join(TEMPLATE_CHOICES)}, "

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from datatrove.data import Document
 
-from mixcraft.ledger import Ledger
+from mixcraft.core.ledger import Ledger
 
 BINARY_SNIFF_BYTES = 8192
 

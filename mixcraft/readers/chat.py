@@ -1,6 +1,6 @@
 """Chat conversations for SFT: OpenAI `messages` or ShareGPT `conversations`, from
 JSONL/Parquet files or a hub dataset. Rendering to tokens and the loss mask happens at
-tokenization (mixcraft/chat.py), because it needs the tokenizer's special tokens.
+tokenization (mixcraft/core/chat.py), because it needs the tokenizer's special tokens.
 
 `template: llama3` (default) renders the Llama-3 format directly; `template: tokenizer` uses
 the tokenizer's own Jinja chat template (from tokenizer_config.json beside tokenizer.json, or

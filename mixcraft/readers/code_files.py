@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from datatrove.data import Document
 
 from mixcraft.errors import UserError
-from mixcraft.ledger import Ledger
+from mixcraft.core.ledger import Ledger
 from mixcraft.readers.base import Reader, Unit, expand_paths
 from mixcraft.readers.code_common import FILE_RULE_PARAMS, FileRules, join_repo, language_of
 from mixcraft.readers.hf import HF_PARAMS, hf_records

@@ -33,7 +33,7 @@ def recipe_path(corpus, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def reference(recipe_path, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """An uninterrupted local build with 2 workers: the bytes every other build must match."""
-    from mixcraft.build import build
+    from mixcraft.build.run import build
     from mixcraft.recipe import load_recipe
 
     out = tmp_path_factory.mktemp("ref") / "out"

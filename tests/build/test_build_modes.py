@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from mixcraft.mds import iter_rows
-from mixcraft.verify import verify_output
+from mixcraft.report.verify import verify_output
 
 
 def test_reference_build_verifies(reference, corpus):
@@ -27,7 +27,7 @@ def test_reference_build_verifies(reference, corpus):
     assert greedy["padding"] == 0 and greedy["split"] > 10
     led = manifest["ledger"]
     assert led["short_bf"]["docs"]["read"] == led["short_prolong"]["docs"]["read"] > 100
-    from mixcraft.tokenize import load_tokenizer
+    from mixcraft.core.tokenize import load_tokenizer
 
     tok = load_tokenizer("llama3")
     lengths = [len(tok.encode(json.loads(line)["text"])) for line in open(corpus / "short.jsonl")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mixcraft.errors import UserError
-from mixcraft.executors import parse_executor_opts
+from mixcraft.build.executors import parse_executor_opts
 
 
 def test_slurm_options_are_checked():
@@ -35,7 +35,7 @@ def test_ray_missing_says_what_to_install(recipe_path, tmp_path):
 
     if importlib.util.find_spec("ray") is not None:
         pytest.skip("ray is installed")
-    from mixcraft.build import build
+    from mixcraft.build.run import build
     from mixcraft.recipe import load_recipe
 
     with pytest.raises(UserError, match=r"--executor ray needs Ray: pip install 'ray\[default\]==2.60.0'"):

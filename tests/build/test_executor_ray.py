@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from buildhelp import REPO_ROOT, output_hashes
 
-from mixcraft.build import build
-from mixcraft.executors import parse_executor_opts
+from mixcraft.build.run import build
+from mixcraft.build.executors import parse_executor_opts
 from mixcraft.recipe import load_recipe
 
 ray = pytest.importorskip("ray")

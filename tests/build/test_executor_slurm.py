@@ -18,7 +18,7 @@ from pathlib import Path
 import dill
 from buildhelp import cli_env, output_hashes
 
-from mixcraft.build import WORK_DIR, plan_tasks
+from mixcraft.build.run import WORK_DIR, plan_tasks
 from mixcraft.recipe import load_recipe
 
 FAKE_SBATCH = """#!/bin/sh

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from buildhelp import cli_env, output_hashes
 
-from mixcraft.build import WORK_DIR, build, plan_tasks
+from mixcraft.build.run import WORK_DIR, build, plan_tasks
 from mixcraft.errors import UserError
-from mixcraft.outdir import lock_folder
+from mixcraft.core.outdir import lock_folder
 from mixcraft.recipe import load_recipe
 
 
@@ -120,7 +120,7 @@ def test_a_second_build_into_the_same_folder_is_refused(reference, recipe_path, 
 def test_missing_task_results_stop_the_merge_with_a_clear_error(reference, recipe_path, tmp_path):
     import shutil
 
-    from mixcraft.build import finalize
+    from mixcraft.build.run import finalize
 
     src, _ = reference
     out = tmp_path / "partial"

@@ -43,7 +43,7 @@ def test_shows_every_document_boundary_of_a_packed_row(small_build, run_cli):
     ruler = next(line for line in res.stdout.splitlines() if line.startswith("|"))
     assert ruler.count("|") == len(spans) + 1, "one mark per boundary, plus both ends"
 
-    from mixcraft.tokenize import load_tokenizer
+    from mixcraft.core.tokenize import load_tokenizer
 
     tok = load_tokenizer(manifest["tokenizer"]["name"])
     ids = np.asarray(row["input_ids"])

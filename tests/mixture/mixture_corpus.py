@@ -75,7 +75,7 @@ def write_recipe(path: Path, data: dict[str, Any]) -> Path:
 
 def build_recipe(recipe_path: Path, out: Path) -> dict[str, Any]:
     """Build in-process (datatrove's local executor, 2 workers) and return the manifest."""
-    from mixcraft.build import build
+    from mixcraft.build.run import build
     from mixcraft.recipe import load_recipe
 
     return build(load_recipe(recipe_path), out, workers=2, show_progress=False)

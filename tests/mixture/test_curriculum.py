@@ -5,9 +5,9 @@ import json
 
 from mixture_corpus import source, write_recipe
 
-from mixcraft.curriculum import build_curriculum
+from mixcraft.build.curriculum import build_curriculum
 from mixcraft.recipe import load_recipe
-from mixcraft.verify import verify_output
+from mixcraft.report.verify import verify_output
 
 STAGES = [{"name": "short", "seq_len": 512, "share": 0.3}, {"name": "full", "seq_len": 1024, "share": 0.7}]
 

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from mixcraft.build import build
+from mixcraft.build.run import build
 from mixcraft.recipe import load_recipe
-from mixcraft.report import write_report
-from mixcraft.stats import stats_dict
-from mixcraft.verify import verify_output
+from mixcraft.report.plots import write_report
+from mixcraft.report.summary import stats_dict
+from mixcraft.report.verify import verify_output
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ values, merging equals building from all the data, and the dict form round-trips
 import numpy as np
 import pytest
 
-from mixcraft.lengths import LengthHistogram, RowStats, merge_bucket_stats, merge_dicts
+from mixcraft.core.lengths import LengthHistogram, RowStats, merge_bucket_stats, merge_dicts
 
 
 def _hist(values) -> LengthHistogram:

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mixcraft.premix import interleave_order, premix_counts
+from mixcraft.build.premix import interleave_order, premix_counts
 
 
 @pytest.mark.parametrize("rows, props", [([100, 40, 7], [0.5, 0.3, 0.2]), ([13, 13], [0.5, 0.5]),

@@ -9,7 +9,7 @@ import pytest
 from mixture_corpus import cli, cli_env
 
 from mixcraft.errors import UserError
-from mixcraft.mixture import bucket_budgets, source_budget
+from mixcraft.core.mixture import bucket_budgets, source_budget
 from mixcraft.recipe import parse_recipe
 
 FILE = "r.yaml"

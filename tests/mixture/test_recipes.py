@@ -94,7 +94,7 @@ def test_llama2_long_knobs_and_curriculum():
     data = yaml.safe_load((RECIPES / "llama2-long.yaml").read_text())
     data["stages"] = [{"name": "4k", "seq_len": 4096, "share": 0.2}, {"name": "32k", "seq_len": 32768, "share": 0.8}]
     staged = parse_recipe(copy.deepcopy(data), "llama2-long.yaml", RECIPES)
-    from mixcraft.curriculum import stage_recipes
+    from mixcraft.build.curriculum import stage_recipes
 
     four_k, full = stage_recipes(staged)
     assert (four_k.seq_len, full.seq_len) == (4096, 32768)

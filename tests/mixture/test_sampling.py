@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mixcraft.ledger import Ledger, ledger_faults
-from mixcraft.mixture import Sampler, max_passes, unit_hash
-from mixcraft.pack import TokDoc
+from mixcraft.core.ledger import Ledger, ledger_faults
+from mixcraft.core.mixture import Sampler, max_passes, unit_hash
+from mixcraft.core.pack import TokDoc
 
 N_DOCS = 2000
 

@@ -9,8 +9,8 @@ import subprocess
 import pytest
 from mixture_corpus import cli, cli_env
 
-from mixcraft.lengths import LengthHistogram
-from mixcraft.stats import stats_dict
+from mixcraft.core.lengths import LengthHistogram
+from mixcraft.report.summary import stats_dict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -39,7 +39,7 @@ def test_within_one_point_where_budgets_allow(layout_build, mixcraft):
 def test_the_chunk_bucket_holds_four_chunks_a_row(layout_build):
     from streaming import StreamingDataset
 
-    from mixcraft.verify import verify_output
+    from mixcraft.report.verify import verify_output
 
     out, manifest = layout_build
     assert verify_output(out) == [], "including the pre-mixed subset, where two buckets share a domain"
@@ -127,8 +127,8 @@ def test_report_writes_readable_pngs_and_a_self_contained_page(knobs_build, tmp_
 def test_a_long_bucket_that_runs_short_is_named():
     """ProLong's 512K layout when too few books reach 512K tokens: the 64K bucket fills, the
     512K one does not, and the reason says so."""
-    from mixcraft.explain import explain_deviations
-    from mixcraft.stats import source_rows
+    from mixcraft.report.explain import explain_deviations
+    from mixcraft.report.summary import source_rows
 
     def stream(source, bucket, tokens, target_tokens, proportion):
         return {"source": source, "bucket": bucket, "path": f"{source}/{bucket}", "tokens": tokens, "rows": 1,

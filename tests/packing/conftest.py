@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from packhelp import Ledgerish, stdlib_texts
 
-from mixcraft.pack import TokDoc
+from mixcraft.core.pack import TokDoc
 
 
 @pytest.fixture(scope="session")
 def tok():
-    from mixcraft.tokenize import load_tokenizer
+    from mixcraft.core.tokenize import load_tokenizer
 
     return load_tokenizer("llama3")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixcraft.pack import TokDoc
+from mixcraft.core.pack import TokDoc
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 # Packages with plain code, docstrings full of prose, and some non-ASCII (email, encodings).

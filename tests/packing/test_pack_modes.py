@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from packhelp import Ledgerish, synthetic_docs
 
-from mixcraft.pack import (
+from mixcraft.core.pack import (
     BestFitPacker,
     ChunkPacker,
     GreedyPacker,

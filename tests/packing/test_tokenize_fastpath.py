@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from packhelp import stdlib_texts
 
-from mixcraft.tokenize import SPLIT_CHARS, Tok, llama3_files, load_tokenizer, safe_splits
+from mixcraft.core.tokenize import SPLIT_CHARS, Tok, llama3_files, load_tokenizer, safe_splits
 
 DEMO_BOOKS = Path(__file__).resolve().parents[2] / ".cache" / "demo" / "books"
 
@@ -86,8 +86,8 @@ def test_load_tokenizer_is_cached():
 def test_bos_eos_policy(tok, add_bos, add_eos):
     from datatrove.data import Document
 
-    from mixcraft.ledger import Ledger
-    from mixcraft.stages import tokenize_docs
+    from mixcraft.core.ledger import Ledger
+    from mixcraft.build.steps import tokenize_docs
 
     docs = [Document(text="Hello world", id="a")]
     (out,) = tokenize_docs(docs, tok, Ledger("s"), add_bos=add_bos, add_eos=add_eos)

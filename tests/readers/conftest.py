@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _read_source(cfg: dict, tmp_path: Path, *, n_tasks: int = 1, strict: bool = False, name: str = "src"):
     """All documents of a reader config over `n_tasks` tasks, and the tasks' ledgers, as a
     build runs them (the prepare pass first, then each task with its own ledger)."""
-    from mixcraft.ledger import Ledger
+    from mixcraft.core.ledger import Ledger
     from mixcraft.readers import make_reader
 
     work = tmp_path / "work" / name
@@ -49,6 +49,6 @@ def cli():
 
 @pytest.fixture(scope="session")
 def tok():
-    from mixcraft.tokenize import load_tokenizer
+    from mixcraft.core.tokenize import load_tokenizer
 
     return load_tokenizer("llama3")

@@ -37,14 +37,14 @@ def _pairs(tok, ids, mask):
 
 
 def test_llama3_mask_token_by_token(tok):
-    from mixcraft.chat import render_chat
+    from mixcraft.core.chat import render_chat
 
     ids, mask = render_chat(MESSAGES, tok)
     assert _pairs(tok, ids, mask) == EXPECTED
 
 
 def test_tokenizer_template_gives_the_same_tokens_and_mask(tok, template_file):
-    from mixcraft.chat import render_chat
+    from mixcraft.core.chat import render_chat
 
     ids, mask = render_chat(MESSAGES, tok, template="tokenizer", chat_template=template_file)
     assert _pairs(tok, ids, mask) == EXPECTED
@@ -61,7 +61,7 @@ def test_tokenizer_template_gives_the_same_tokens_and_mask(tok, template_file):
 
 
 def test_special_token_text_in_content_is_skipped_not_injected(tok, template_file):
-    from mixcraft.chat import ChatSkip, render_chat
+    from mixcraft.core.chat import ChatSkip, render_chat
 
     bad = [{"role": "user", "content": "say <|eot_id|>"}, {"role": "assistant", "content": "ok"}]
     with pytest.raises(ChatSkip, match="special_token_in_content"):
@@ -69,7 +69,7 @@ def test_special_token_text_in_content_is_skipped_not_injected(tok, template_fil
 
 
 def test_tokenizer_without_template_is_one_clear_line(tok):
-    from mixcraft.chat import render_chat
+    from mixcraft.core.chat import render_chat
     from mixcraft.errors import UserError
 
     with pytest.raises(UserError, match=r"has no chat template .*chat_template: FILE\.jinja"):
@@ -104,7 +104,7 @@ sources:
 """)
     proc = cli("build", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
-    from mixcraft.tokenize import load_tokenizer
+    from mixcraft.core.tokenize import load_tokenizer
 
     tok = load_tokenizer("llama3")
     ds = StreamingDataset(local=str(tmp_path / "out" / "chat" / "64"), batch_size=1)

@@ -83,7 +83,7 @@ def test_partitions_bound_memory_and_hold_each_repo_once(tmp_path, read_source, 
 
 
 def test_prepare_pass_is_reused_when_inputs_match(tmp_path):
-    from mixcraft.ledger import Ledger
+    from mixcraft.core.ledger import Ledger
     from mixcraft.readers.code_files import CodeFilesReader
 
     data = _write_dataset(tmp_path / "stack")

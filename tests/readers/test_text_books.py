@@ -146,9 +146,9 @@ def test_missing_hf_dataset_is_one_clear_line(tmp_path, read_source):
 
 def test_limit_reads_exactly_limit_documents(tmp_path):
     """--limit must not pull one document more than it passes on (the ledger would not add up)."""
-    from mixcraft.ledger import Ledger
+    from mixcraft.core.ledger import Ledger
     from mixcraft.readers import make_reader
-    from mixcraft.stages import take_docs
+    from mixcraft.build.steps import take_docs
 
     (tmp_path / "a.jsonl").write_bytes(_jsonl_bytes(RECORDS))
     ledger = Ledger("s")

@@ -53,7 +53,7 @@ def test_self_lengthen_output_packs_with_loss_mask(tmp_path, tok):
 def test_long_qa_with_loss_on_input_counts_the_document(tmp_path, tok):
     books = tmp_path / "books"
     books.mkdir()
-    (books / "book.txt").write_text((REPO / "mixcraft" / "pack.py").read_text() * 3)
+    (books / "book.txt").write_text((REPO / "mixcraft" / "core" / "pack.py").read_text() * 3)
     run_cli("synth", "long-qa", "--input", str(books), "--out", str(tmp_path / "lqa"), "--backend", "fake",
             "--loss-on-input", check=True)
     lines = [json.loads(x) for x in (tmp_path / "lqa" / "long_qa.jsonl").read_text().splitlines()]

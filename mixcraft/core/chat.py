@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixcraft.tokenize import Tok
+from mixcraft.core.tokenize import Tok
 
 
 def render_llama3(messages: list[dict[str, str]], tok: Tok, *, loss_on_input: bool = False

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mixcraft.errors import UserError
-from mixcraft.lengths import LengthHistogram, merge_dicts
+from mixcraft.core.lengths import LengthHistogram, merge_dicts
 
 
 def load_manifest(out: Path) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def source_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 def stats_dict(manifest: dict[str, Any]) -> dict[str, Any]:
     """Everything `stats --json` prints."""
-    from mixcraft.explain import explain_deviations
+    from mixcraft.report.explain import explain_deviations
 
     sources = source_rows(manifest)
     return {"recipe": manifest["recipe"], "seq_len": manifest["seq_len"], "total_tokens": manifest["total_tokens"],
@@ -177,7 +177,7 @@ def streams_lines(manifest: dict[str, Any], out: Path) -> list[str]:
 
 def stats_command(out: Path, *, as_json: bool, report: Path | None, streams: bool, console: Console) -> None:
     """`mixcraft stats`: one build, or each stage of a curriculum in training order."""
-    from mixcraft.curriculum import load_curriculum
+    from mixcraft.build.curriculum import load_curriculum
 
     curriculum = load_curriculum(out)
     if curriculum is not None and not (out / "manifest.json").is_file():
@@ -197,7 +197,7 @@ def stats_command(out: Path, *, as_json: bool, report: Path | None, streams: boo
                 console.print(f"[bold]stage {name}[/]")
             render_table(m, console)
     if report is not None:
-        from mixcraft.report import write_report
+        from mixcraft.report.plots import write_report
 
         notes = Console(stderr=True)  # stdout may be JSON or stream lines for a script
         for name, _, m in manifests:

@@ -14,7 +14,7 @@ Recipe knobs and where they act:
                                    `upsample: F` multiplies their repeat (long-text upsampling);
                                    `remove: true` drops them as `long_removed` (the "remove
                                    long" ablation)
-    stages                         a length curriculum; see mixcraft/curriculum.py
+    stages                         a length curriculum; see mixcraft/build/curriculum.py
 
 Every decision is a pure function of (seed, source, document id), so it does not depend on
 worker count or read order. A document with repeat r and hash u in [0, 1) is used in pass p
@@ -30,8 +30,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from mixcraft.ledger import Ledger
-from mixcraft.pack import TokDoc
+from mixcraft.core.ledger import Ledger
+from mixcraft.core.pack import TokDoc
 
 LONG_TEXT_KEYS = {"min_tokens": int, "upsample": (int, float), "remove": bool}
 MAX_REPEAT = 100  # beyond this a source is better fixed at its input than re-read 100 times
@@ -206,7 +206,7 @@ def keep_stage(docs: Iterable[Any], recipe: Any, source: Any, ledger: Ledger) ->
 def summarize_source(recipe: Any, source: Any, parts: list[dict[str, Any]]) -> dict[str, Any]:
     """What manifest.json records about a source's mixture: knobs, budget, passes, copies,
     how many tasks met their share of the budget, and the lengths of all documents offered."""
-    from mixcraft.lengths import merge_dicts
+    from mixcraft.core.lengths import merge_dicts
 
     mix = [p.get("mixture", {}) for p in parts]
     return {

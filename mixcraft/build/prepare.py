@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mixcraft.ledger import Ledger
+from mixcraft.core.ledger import Ledger
 
 
 def prepare_dir(work: Path, source: str) -> Path:

@@ -18,7 +18,7 @@ def write_atomic(path: Path, text: str) -> None:
 def lock_folder(out: Path, work_dir: str) -> IO:
     """Hold `out` for this build: a second build into the same folder fails at once instead of
     racing this one. The lock is an flock, so it ends with the process, even one killed with
-    SIGKILL, and with its forked workers, which die with it (mixcraft/executors.py)."""
+    SIGKILL, and with its forked workers, which die with it (mixcraft/build/executors.py)."""
     import fcntl
 
     path = out / work_dir / "lock"

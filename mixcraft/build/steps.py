@@ -11,14 +11,14 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from mixcraft.chat import ChatSkip, render_chat
+from mixcraft.core.chat import ChatSkip, render_chat
 from mixcraft.curate.filters import Filter
-from mixcraft.ledger import Ledger
-from mixcraft.lengths import LengthHistogram, RowStats
+from mixcraft.core.ledger import Ledger
+from mixcraft.core.lengths import LengthHistogram, RowStats
 from mixcraft.mds import SubsetWriter
-from mixcraft.pack import Row, TokDoc, make_packer
+from mixcraft.core.pack import Row, TokDoc, make_packer
 from mixcraft.recipe import Bucket
-from mixcraft.tokenize import Tok
+from mixcraft.core.tokenize import Tok
 
 
 def take_docs(docs: Iterable[Document], limit: int | None) -> Iterator[Document]:

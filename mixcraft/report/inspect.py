@@ -17,8 +17,8 @@ from rich.panel import Panel
 from rich.text import Text
 
 from mixcraft.errors import UserError
-from mixcraft.stats import load_manifest
-from mixcraft.tokenize import load_tokenizer
+from mixcraft.report.summary import load_manifest
+from mixcraft.core.tokenize import load_tokenizer
 
 
 def _pick_stream(manifest: dict, source: str | None, bucket: str | None) -> dict:

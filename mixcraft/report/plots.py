@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mixcraft.lengths import BINS_PER_OCTAVE, LengthHistogram, bin_edges
+from mixcraft.core.lengths import BINS_PER_OCTAVE, LengthHistogram, bin_edges
 
 PLOTS = ("mixture.png", "doc_lengths.png", "row_fill.png")
 DPI = 110
@@ -204,8 +204,8 @@ def plot_row_fill(manifest: dict[str, Any], path: Path) -> None:
 
 def write_report(manifest: dict[str, Any], out_dir: Path) -> list[Path]:
     """Write the three PNGs and report.html into `out_dir`; returns the paths written."""
-    from mixcraft.report_html import render_html
-    from mixcraft.stats import stats_dict
+    from mixcraft.report.html import render_html
+    from mixcraft.report.summary import stats_dict
 
     out_dir.mkdir(parents=True, exist_ok=True)
     stats = stats_dict(manifest)

@@ -10,7 +10,7 @@ When all are done, the parts are merged into one index per (source, bucket) and 
 into `manifest.json`. Because the task split comes from the recipe, not from `--workers`, the
 shards are the same whatever the worker count. A task killed midway leaves no completion
 marker, so a re-run redoes exactly that task from scratch (datatrove's `skip_completed`);
-its workers die with it (mixcraft/executors.py), and merging is idempotent, so a build killed at
+its workers die with it (mixcraft/build/executors.py), and merging is idempotent, so a build killed at
 any point and re-run ends with the same bytes as one never interrupted.
 """
 
@@ -29,18 +29,18 @@ from mixcraft import __version__
 from mixcraft.curate.dedup import drop_duplicates, load_verdicts
 from mixcraft.curate.filters import build_filters
 from mixcraft.errors import UserError
-from mixcraft.executors import make_executor as make_datatrove_executor
-from mixcraft.executors import parse_executor_opts
-from mixcraft.ledger import Ledger, merge_ledgers
-from mixcraft.lengths import LengthHistogram, merge_bucket_stats, track_lengths
+from mixcraft.build.executors import make_executor as make_datatrove_executor
+from mixcraft.build.executors import parse_executor_opts
+from mixcraft.core.ledger import Ledger, merge_ledgers
+from mixcraft.core.lengths import LengthHistogram, merge_bucket_stats, track_lengths
 from mixcraft.mds import SubsetWriter, merge_subset, shard_files
-from mixcraft.mixture import Sampler, bucket_budgets, doc_cap, keep_stage, summarize_source
-from mixcraft.outdir import lock_folder, write_atomic
-from mixcraft.pack import subset_has_mask
-from mixcraft.prepare import prepare_dir, prepare_sources
+from mixcraft.core.mixture import Sampler, bucket_budgets, doc_cap, keep_stage, summarize_source
+from mixcraft.core.outdir import lock_folder, write_atomic
+from mixcraft.core.pack import subset_has_mask
+from mixcraft.build.prepare import prepare_dir, prepare_sources
 from mixcraft.readers import make_reader
 from mixcraft.recipe import Recipe, write_resolved
-from mixcraft.stages import (
+from mixcraft.build.steps import (
     BucketSink,
     Progress,
     filter_text,
@@ -49,7 +49,7 @@ from mixcraft.stages import (
     take_docs,
     tokenize_docs,
 )
-from mixcraft.tokenize import load_tokenizer
+from mixcraft.core.tokenize import load_tokenizer
 
 WORK_DIR = ".mixcraft"
 
@@ -115,7 +115,7 @@ def run_task(recipe: Recipe, spec: TaskSpec, out: Path, *, limit: int | None, st
         return filter_tokens(tdocs, filters, led)
 
     sampler, seen = Sampler(source, recipe.seed, ledger), LengthHistogram()
-    tdocs = sampler.run(tokenized)  # repeat / downsample / long-text knobs (mixcraft/mixture.py)
+    tdocs = sampler.run(tokenized)  # repeat / downsample / long-text knobs (mixcraft/core/mixture.py)
     tdocs = track_lengths(progress.track_tokens(tdocs), seen)
     for _ in route_and_pack(tdocs, sinks, ledger):
         pass
@@ -260,7 +260,7 @@ def finalize(recipe: Recipe, out: Path) -> dict:
     }
     write_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     if recipe.output.premix:
-        from mixcraft.premix import write_premix
+        from mixcraft.build.premix import write_premix
 
         manifest = write_premix(recipe, out, manifest)
     return manifest
@@ -278,7 +278,7 @@ def build(recipe: Recipe, out: Path, *, workers: int = 1, limit: int | None = No
         prewarm(recipe)
         prepare_sources(recipe, out / WORK_DIR, limit=limit, strict=strict)
         if show_progress and sys.stderr.isatty():
-            from mixcraft.progress import run_with_progress
+            from mixcraft.build.progress import run_with_progress
 
             run_with_progress(ex, recipe, out / WORK_DIR / "progress")
         else:

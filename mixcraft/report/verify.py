@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from mixcraft.ledger import ledger_faults
+from mixcraft.core.ledger import ledger_faults
 from mixcraft.mds import HASH_ALGO, file_hash, iter_rows
-from mixcraft.pack import Row, check_row
-from mixcraft.stats import load_manifest
+from mixcraft.core.pack import Row, check_row
+from mixcraft.report.summary import load_manifest
 
 
 def verify_output(out: Path, *, check_rows: bool = True) -> list[str]:
-    from mixcraft.curriculum import load_curriculum
+    from mixcraft.build.curriculum import load_curriculum
 
     curriculum = load_curriculum(out)
     if curriculum is not None and not (out / "manifest.json").is_file():

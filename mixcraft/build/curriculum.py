@@ -89,7 +89,7 @@ def stage_recipes(recipe: Any) -> list[Any]:
 
 def build_curriculum(recipe: Any, out: Path, **build_kwargs: Any) -> list[dict[str, Any]]:
     """Build every stage into OUT/<stage>/ and write OUT/curriculum.json; returns the manifests."""
-    from mixcraft.build import build
+    from mixcraft.build.run import build
 
     if (out / "manifest.json").is_file():
         raise UserError(f"{out}: holds a single-stage build; a curriculum needs its own --out folder")

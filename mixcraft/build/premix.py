@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from mixcraft.mds import SubsetReader, SubsetWriter, shard_files
-from mixcraft.mixture import unit_hash
-from mixcraft.pack import Row
+from mixcraft.core.mixture import unit_hash
+from mixcraft.core.pack import Row
 
 PREMIX_DIR = "premixed"
 
