@@ -49,6 +49,7 @@ bench-gpu: demo
 
 lint: install
 	$(VENV)/bin/ruff check mixcraft tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf out .pytest_cache

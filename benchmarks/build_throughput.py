@@ -76,19 +76,19 @@ def datatrove_tokenizer(tok, docs: list[tuple[str, str]], work: Path) -> int:
 
 
 def mixcraft_build(recipe_path: Path, out: Path, workers: int) -> int:
-    from mixcraft.build.run import build
-    from mixcraft.recipe import load_recipe
+    from mixcraft.build.load import load_recipe
+    from mixcraft.build.run import BuildOptions, build
 
-    manifest = build(load_recipe(recipe_path), out, workers=workers, show_progress=False)
-    led = manifest["ledger"]["files"]["tokens"]
-    return led["kept"] + sum(led["dropped"].values())  # every token the build encoded
+    manifest = build(load_recipe(recipe_path), out, BuildOptions(workers=workers, show_progress=False))
+    tokens = manifest.ledger["files"].tokens
+    return tokens.kept + sum(tokens.dropped.values())  # every token the build encoded
 
 
 def run_all(docs: list[tuple[str, str]], work: Path, rounds: int) -> list[dict[str, dict]]:
     """Each round runs every contender back to back (the two slow HF-based ones in round 1
     only). Ratios are taken within a round, where the background load is about the same."""
+    from mixcraft.build.load import load_recipe
     from mixcraft.build.run import prewarm
-    from mixcraft.recipe import load_recipe
     from mixcraft.core.tokenize import load_tokenizer
 
     tok = load_tokenizer("llama3")

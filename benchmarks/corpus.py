@@ -13,9 +13,9 @@ import json
 import re
 from pathlib import Path
 
+from mixcraft.build.load import load_recipe
 from mixcraft.core.ledger import Ledger
 from mixcraft.readers import make_reader
-from mixcraft.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECIPE = ROOT / "recipes" / "demo.yaml"

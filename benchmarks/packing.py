@@ -100,16 +100,16 @@ def packing_table(name: str, lengths: list[int]) -> dict[str, dict]:
 
 def rss_child(recipe_path: Path, out: Path) -> None:
     """In a fresh process: a 2-worker build; print the peak RSS of the workers and of this one."""
-    from mixcraft.build.run import build
-    from mixcraft.recipe import load_recipe
+    from mixcraft.build.load import load_recipe
+    from mixcraft.build.run import BuildOptions, build
 
-    manifest = build(load_recipe(recipe_path), out, workers=2, show_progress=False)
+    manifest = build(load_recipe(recipe_path), out, BuildOptions(workers=2, show_progress=False))
     kib = 1024  # ru_maxrss is in KiB on Linux
     print(json.dumps({
         "worker_peak_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib,
         "parent_peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib,
-        "rows": sum(s["rows"] for s in manifest["streams"]),
-        "tokens": sum(s["tokens"] for s in manifest["streams"]),
+        "rows": sum(s.rows for s in manifest.streams),
+        "tokens": sum(s.tokens for s in manifest.streams),
     }))
 
 

@@ -66,9 +66,10 @@ def peak_rss():
 
 from mixcraft.core.ledger import Ledger
 from mixcraft.readers import make_reader
+from mixcraft.readers.text import TextConfig
 t = time.perf_counter()
 ledger = Ledger("bench")
-reader = make_reader("bench", {{"type": "text", "paths": [{str(path)!r}]}}, ledger)
+reader = make_reader("bench", TextConfig(paths=({str(path)!r},)), ledger)
 reader.task_units(0, 1)
 chars = sum(len(doc.text) for doc in reader.read(0, 1))
 print(json.dumps({{"docs": ledger.docs_read, "kept_chars": chars, "dropped": dict(ledger.docs_dropped),

@@ -1,4 +1,4 @@
-"""The `mixcraft` command line: parse, call, print. User mistakes exit 2 with one line."""
+"""The `mixcraft` command line: parse, call, print. A user mistake exits 2 with one line."""
 
 from __future__ import annotations
 
@@ -6,64 +6,57 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
+from mixcraft import __version__
+from mixcraft.build.executors import ExecutorOptions
+from mixcraft.build.load import load_recipe
+from mixcraft.build.run import BuildOptions, build_curriculum, submit_slurm
+from mixcraft.build.run import build as run_build
 from mixcraft.errors import UserError
+from mixcraft.report.inspect import show_row
+from mixcraft.report.stats import stats_command
+from mixcraft.report.summary import summarize
+from mixcraft.report.table import render_plan, render_summary
+from mixcraft.report.verify import verify_output
+from mixcraft.synth.cli import app as synth_app
+from mixcraft.train import run_train
 
-app = typer.Typer(help="Build long-context training mixtures into MDS shards, inspect them, and train on them.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-# Off a terminal rich assumes 80 columns, which folds the mixture table beyond reading.
+# Off a terminal rich assumes 80 columns; tables fold their cells rather than cut them.
 out_console = Console(width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True)
 
 
-def _budget(recipe, source, i: int) -> str:
-    """A bucket's token budget (max_tokens caps included); buckets without their own share one."""
-    from mixcraft.core.mixture import bucket_budgets
+class Commands(TyperGroup):
+    """Every command's `UserError` becomes one line on stderr and exit code 2."""
 
-    bucket = source.buckets[i]
-    if bucket.proportion is None and i > 0:
-        return "(shared)"
-    budget = bucket_budgets(recipe, source, 1)[bucket.name]
-    return "all" if budget is None else f"{budget:,.0f}"
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            # markup=False: rich would read "sources[books]" or "ray[default]" as style tags and drop them.
+            err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
 
 
-def print_plan(recipe) -> None:
-    """What `--dry-run` shows: sources, readers, filters, buckets, proportions and budgets."""
-    if recipe.stage:
-        st = recipe.stage
-        out_console.print(f"[bold]stage {st['name']}[/] ({st['index'] + 1} of {st['of']}): {st['share']:.0%} of the "
-                          f"tokens and of the documents (seeded hash in [{st['lo']:.2f}, {st['hi']:.2f}))")
-    out_console.print(f"recipe [bold]{recipe.name}[/] ({recipe.path}): seq_len {recipe.seq_len:,}, "
-                      f"tokenizer {recipe.tokenizer}, seed {recipe.seed}, "
-                      f"total_tokens {'all' if recipe.total_tokens is None else f'{recipe.total_tokens:,}'}")
-    table = Table(show_lines=False)
-    for col in ("source", "reader", "input", "filters", "bucket", "min tokens", "proportion", "token budget", "tasks"):
-        table.add_column(col, justify="right" if col in ("min tokens", "proportion", "token budget", "tasks")
-                         else "left")
-    for s in recipe.sources:
-        r = s.reader
-        where = r.get("dataset") or ", ".join(Path(p).name for p in r.get("paths", []))
-        filters = ", ".join(f["type"] for f in s.filters) or "-"
-        for i, b in enumerate(s.buckets):
-            share = b.proportion if b.proportion is not None else (s.proportion if i == 0 else None)
-            table.add_row(s.name if i == 0 else "", r["type"] if i == 0 else "", where if i == 0 else "",
-                          filters if i == 0 else "", b.name, f"{b.min_tokens:,}",
-                          f"{share:.4f}" if share is not None else "(shared)",
-                          _budget(recipe, s, i), str(s.tasks) if i == 0 else "")
-    out_console.print(table)
-    total = sum(s.proportion for s in recipe.sources)
-    out_console.print(f"{len(recipe.sources)} sources, proportions sum to {total:.4f}")
-    if recipe.dedup:
-        kinds = [k for k in ("exact", "minhash") if recipe.dedup.get(k)]
-        over = recipe.dedup.get("sources") or [s.name for s in recipe.sources]
-        out_console.print(f"dedup across sources: {', '.join(kinds)} over {', '.join(over)}")
-    from mixcraft.core.mixture import describe_knobs
+def _version(value: bool) -> None:
+    if value:
+        print(f"mixcraft {__version__}")
+        raise typer.Exit()
 
-    for line in describe_knobs(recipe):
-        out_console.print(line, highlight=False)
+
+app = typer.Typer(cls=Commands, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Build long-context training mixtures into MDS shards, inspect them, and train on them.")
+
+
+@app.callback()
+def main_options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                       help="Print the version and exit.")] = False) -> None:
+    """Build long-context training mixtures into MDS shards, inspect them, and train on them."""
 
 
 @app.command()
@@ -83,43 +76,43 @@ def build(
     = None,
     strict: Annotated[bool, typer.Option("--strict", help="Treat skipped input (bad lines, binary files) as errors.")]
     = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe value: KEY=VALUE, e.g. "
+                                                  "total_tokens=1000000 (repeatable).")] = None,
 ) -> None:
-    """Read, filter, tokenize, pack and write a recipe's mixture as MDS shards."""
-    from mixcraft.build.curriculum import build_curriculum, stage_recipes
-    from mixcraft.recipe import load_recipe
+    """Read, filter, tokenize, pack and write a recipe's mixture as MDS shards.
 
-    r = load_recipe(recipe)
+    Example: mixcraft build recipes/demo.yaml --workers 2
+    """
+    r = load_recipe(recipe, set_ or [])
     if dry_run:
-        for plan in stage_recipes(r) or [r]:
-            print_plan(plan)
+        for plan in r.stage_recipes or [r]:
+            render_plan(plan, out_console)
         return
-    from mixcraft.build.run import build as run_build
-    from mixcraft.build.run import submit_slurm
-    from mixcraft.build.executors import parse_executor_opts
-    from mixcraft.report.summary import render_table
-
     out = out or Path("out") / r.name
-    options = parse_executor_opts(executor, executor_opt or [])
+    opts = BuildOptions(workers=workers, limit=limit, strict=strict,
+                        executor=ExecutorOptions.parse(executor, executor_opt or []))
     if r.stages:  # a curriculum: one complete output per stage, in OUT/<stage>/
-        for m in build_curriculum(r, out, workers=workers, limit=limit, strict=strict, executor=executor,
-                                  options=options):
-            render_table(m, out_console)
-        out_console.print(f"wrote {out} (curriculum.json; stages {', '.join(st['name'] for st in r.stages)})")
+        for m in build_curriculum(r, out, opts):
+            render_summary(summarize(m), m, out_console)
+        out_console.print(f"wrote {out} (curriculum.json; stages {', '.join(st.name for st in r.stages)})")
         return
     if executor == "slurm":
-        jobs = submit_slurm(r, out, workers=workers, limit=limit, strict=strict, options=options)
-        if jobs["finalize"] == -1:  # datatrove's mark for "every task already completed"
-            out_console.print(f"{out}: the build is complete; nothing to submit")
-            return
-        tasks = ("every build task already finished" if jobs["tasks"] == -1
-                 else f"submitted Slurm job {jobs['tasks']} (build tasks; script {jobs['script']})")
-        out_console.print(f"{tasks}; job {jobs['finalize']} writes {out}/manifest.json when they all succeed. "
-                          "Re-run this command to resubmit unfinished tasks.")
+        _submit(r, out, opts)
         return
-    manifest = run_build(r, out, workers=workers, limit=limit, strict=strict, executor=executor, options=options)
-    render_table(manifest, out_console)
-    out_console.print(f"wrote {out} (manifest.json, recipe.resolved.yaml, "
-                      f"{len(manifest['streams'])} subsets)")
+    manifest = run_build(r, out, opts)
+    render_summary(summarize(manifest), manifest, out_console)
+    out_console.print(f"wrote {out} (manifest.json, recipe.resolved.yaml, {len(manifest.streams)} subsets)")
+
+
+def _submit(recipe, out: Path, opts: BuildOptions) -> None:
+    jobs = submit_slurm(recipe, out, opts)
+    if jobs.finalize == -1:  # datatrove's mark for "every task already completed"
+        out_console.print(f"{out}: the build is complete; nothing to submit")
+        return
+    tasks = ("every build task already finished" if jobs.tasks == -1
+             else f"submitted Slurm job {jobs.tasks} (build tasks; script {jobs.script})")
+    out_console.print(f"{tasks}; job {jobs.finalize} writes {out}/manifest.json when they all succeed. "
+                      "Re-run this command to resubmit unfinished tasks.")
 
 
 @app.command()
@@ -130,17 +123,19 @@ def stats(
     streams: Annotated[bool, typer.Option("--streams", help="Print ProLong-style path@proportion, one a line.")]
     = False,
 ) -> None:
-    """The mixture as built: per source and bucket, actual vs target share, lengths, drops, and why."""
-    from mixcraft.report.summary import stats_command
+    """The mixture as built: per source and bucket, actual vs target share, lengths, drops, and why.
 
+    Example: mixcraft stats out/demo --report out/demo-report
+    """
     stats_command(out, as_json=as_json, report=report, streams=streams, console=out_console)
 
 
 @app.command()
 def verify(out: Annotated[Path, typer.Argument(help="A build output folder.")]) -> None:
-    """Check shard hashes, span invariants, token ids < vocab size and ledger totals. Exit 1 on a fault."""
-    from mixcraft.report.verify import verify_output
+    """Check shard hashes, span invariants, token ids < vocab size and ledger totals. Exit 1 on a fault.
 
+    Example: mixcraft verify out/demo
+    """
     faults = verify_output(out)
     for f in faults:
         err_console.print(f"FAULT {f}", markup=False, highlight=False, soft_wrap=True)  # one line each, for grep
@@ -157,38 +152,28 @@ def inspect(
     row: Annotated[int, typer.Option(min=0, help="Row number in the subset.")] = 0,
     chars: Annotated[int, typer.Option(min=20, help="Characters shown at each end of a piece.")] = 200,
 ) -> None:
-    """Decode one packed row and show each document piece with its span."""
-    from mixcraft.report.inspect import show_row
+    """Decode one packed row and show each document piece with its span.
 
+    Example: mixcraft inspect out/demo --source books --row 3
+    """
     show_row(out, source=source, bucket=bucket, row=row, chars=chars, console=out_console)
 
 
 @app.command()
 def train(config: Annotated[Path, typer.Argument(help="Trainer YAML (see recipes/train/).")]) -> None:
-    """Train with the bundled FSDP trainer on a build's shards (torchrun for several GPUs)."""
-    from mixcraft.train import run_train
+    """Train with the bundled FSDP trainer on a build's shards (torchrun for several GPUs).
 
+    Example: mixcraft train recipes/train/demo-tiny.yaml
+    """
     run_train(config)
 
 
-def _add_synth() -> None:
-    try:
-        from mixcraft.synth.cli import app as synth_app
-    except ImportError:
-        return
-    app.add_typer(synth_app, name="synth", help="Synthetic long data: Self-Lengthen and long-document QA.")
-
-
-_add_synth()
+app.add_typer(synth_app, name="synth", help="Synthetic long data: Self-Lengthen and long-document QA.")
 
 
 def main() -> None:
     try:
         app()
-    except UserError as exc:
-        # markup=False: rich would read "sources[books]" or "ray[default]" as style tags and drop them.
-        err_console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted; re-run the same command to resume")
         sys.exit(130)

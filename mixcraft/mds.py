@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from mixcraft.core.manifest import ShardDigest
+from mixcraft.core.outdir import write_atomic
 from mixcraft.core.pack import Row
+from mixcraft.errors import UserError
 
 BASE_COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
 HASH_ALGO = "sha1"
@@ -60,37 +62,44 @@ class SubsetWriter:
     def finish(self) -> None:
         self._writer.finish()
 
+    def counts(self) -> dict[str, int]:
+        return {"rows": self.rows, "tokens": self.tokens, "pieces": self.pieces}
+
 
 def merge_subset(subset_dir: Path) -> int:
-    """Write the merged index.json over the task parts of one subset; returns the part count."""
-    from streaming.base.util import merge_index
+    """Write the merged index.json over the task parts of one subset; returns the part count.
 
-    parts = sorted(p / "index.json" for p in subset_dir.iterdir() if (p / "index.json").is_file())
+    The same document `streaming.base.util.merge_index` writes (each part's shards, their file
+    names prefixed with the part's folder), written here directly: merge_index stages it in a
+    temporary folder and logs through the root logger, and refuses to overwrite the index a
+    build killed during the merge left (a re-run must rewrite it)."""
+    parts = sorted(p for p in subset_dir.iterdir() if (p / "index.json").is_file())
     if not parts:
         return 0
-    # merge_index moves its result into place and refuses to overwrite: a re-run after a build
-    # killed during the merge would fail on the index the first run left.
-    (subset_dir / "index.json").unlink(missing_ok=True)
-    # merge_index warns that the folder exists and that it made a temporary folder: both expected.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        merge_index([str(p) for p in parts], str(subset_dir), keep_local=True)
-    finally:
-        root.setLevel(level)
+    shards = []
+    for part in parts:
+        for shard in json.loads((part / "index.json").read_text())["shards"]:
+            for key in ("raw_data", "zip_data", "raw_meta", "zip_meta"):
+                if shard.get(key):
+                    shard[key]["basename"] = f"{part.name}/{shard[key]['basename']}"
+            shards.append(shard)
+    write_atomic(subset_dir / "index.json", json.dumps({"version": 2, "shards": shards}))
     return len(parts)
 
 
-def shard_files(subset_dir: Path) -> list[dict[str, Any]]:
+def shard_files(subset_dir: Path) -> list[ShardDigest]:
     """Each shard of a merged subset: relative path, stored bytes and the hash taken at write time."""
     index = json.loads((subset_dir / "index.json").read_text())
     out = []
     for shard in index["shards"]:
         stored = shard["zip_data"] or shard["raw_data"]
-        out.append({"basename": stored["basename"], "bytes": stored["bytes"],
-                    "hash": stored.get("hashes", {}).get(HASH_ALGO), "samples": shard["samples"]})
+        out.append(ShardDigest(basename=stored["basename"], bytes=stored["bytes"],
+                               hash=stored.get("hashes", {}).get(HASH_ALGO), samples=shard["samples"]))
     return out
+
+
+def index_sha256(subset_dir: Path) -> str:
+    return hashlib.sha256((subset_dir / "index.json").read_bytes()).hexdigest()
 
 
 def file_hash(path: Path) -> str:
@@ -135,8 +144,6 @@ class SubsetReader:
 
     def row(self, n: int) -> dict[str, Any]:
         if not 0 <= n < len(self):
-            from mixcraft.errors import UserError
-
             raise UserError(f"{self.dir}: row {n} out of range (the subset has {len(self)} rows)")
         k = int(np.searchsorted(self._starts, n, side="right") - 1)
         raw = self._raw(k)

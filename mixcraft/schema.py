@@ -59,6 +59,7 @@ class Range:
     ge: float | None = None
     lt: float | None = None
     le: float | None = None
+    hint: str | None = None  # said after the error, e.g. how to get what the user wanted
 
     def check(self, v: float) -> str | None:
         if isinstance(v, float) and not math.isfinite(v):
@@ -66,7 +67,7 @@ class Range:
         for bound, ok, word in ((self.gt, lambda b: v > b, ">"), (self.ge, lambda b: v >= b, ">="),
                                 (self.lt, lambda b: v < b, "<"), (self.le, lambda b: v <= b, "<=")):
             if bound is not None and not ok(bound):
-                return f"must be {word} {bound:g}, got {v:g}"
+                return f"must be {word} {bound:g}, got {v:g}" + (f" ({self.hint})" if self.hint else "")
         return None
 
 

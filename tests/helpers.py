@@ -7,20 +7,47 @@ import os
 import subprocess
 import sys
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 
-def run_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: int = 600
-            ) -> subprocess.CompletedProcess:
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: object, check: bool = False) -> CliResult:
+    """`mixcraft ARGS` in this process (typer's CliRunner): exit code, stdout, stderr. Saves the
+    seconds a subprocess spends importing; use `spawn_cli` where the process itself is under test."""
+    from typer.testing import CliRunner
+
+    from mixcraft.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    out = CliResult(result.exit_code, result.stdout, result.stderr)
+    if check and out.returncode != 0:
+        raise AssertionError(f"mixcraft {' '.join(map(str, args))} exited {out.returncode}\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for a CLI subprocess: this checkout's mixcraft first on the path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
+def spawn_cli(*args: object, cwd: Path | None = None, check: bool = False, timeout: int = 600
+              ) -> subprocess.CompletedProcess:
     """`python -m mixcraft ARGS` in a subprocess, importing this checkout's package."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "mixcraft", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, "-m", "mixcraft", *map(str, args)], cwd=cwd, env=cli_env(),
+                          capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"mixcraft {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(f"mixcraft {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout}\n"
+                             f"{proc.stderr}")
     return proc
 
 
@@ -65,3 +92,25 @@ sources:
     proportion: 0.4
     tasks: 2
 """
+
+
+def reader_config(cfg: dict, base: Path = Path("/")):
+    """A reader's parameter dataclass from a recipe-style mapping (relative paths against `base`)."""
+    from mixcraft.readers import READER_CONFIGS
+    from mixcraft.schema import Where, parse
+
+    return parse(READER_CONFIGS[cfg["type"]], cfg, Where("test.yaml", "reader", base))
+
+
+def manifest_data(out: Path) -> dict:
+    """OUT/manifest.json as plain JSON: the output contract other tools read."""
+    return json.loads((out / "manifest.json").read_text())
+
+
+def rewrite_manifest(out: Path, data: dict) -> None:
+    """Write an edited manifest with a fresh content digest: a manifest that is consistent in
+    itself but wrong about the shards (what verify's deeper checks must catch)."""
+    from mixcraft.core.manifest import content_digest
+
+    data = {**data, "content_sha256": content_digest(data)}
+    (out / "manifest.json").write_text(json.dumps(data, indent=1) + "\n")

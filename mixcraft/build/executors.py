@@ -3,12 +3,11 @@
 All three run the same pipeline of one mixcraft step over the same task plan, and mark each
 finished task in `<logging_dir>/completions/`, so a re-run skips what is done (`skip_completed`).
 
-- local: datatrove's LocalPipelineExecutor with two changes. Its `run` is replaced because its
-  pool workers and Manager process outlive a parent killed with SIGKILL (measured: they finish
-  their task and write its completion marker into the folder a re-run is already using); ours
-  run each task in a process forked for it, which dies with the parent. And datatrove's
-  per-task console logging goes to the task's log file, so it does not tear through the
-  progress bars.
+- local: datatrove's LocalPipelineExecutor with its `run` replaced: its pool workers and
+  Manager process outlive a parent killed with SIGKILL (measured: they finish their task and
+  write its completion marker into the folder a re-run is already using); ours run each task in
+  a process forked for it, which dies with the parent, and whose console output goes to the
+  task's log file, so it does not tear through the progress bars.
 - ray: datatrove's RayPipelineExecutor on the cluster at `address` (or a local one it starts).
 - slurm: datatrove's SlurmPipelineExecutor; `run` submits a job array with sbatch and returns.
 
@@ -24,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from copy import deepcopy
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,18 @@ OPTIONS: dict[str, dict[str, tuple[type, Any, str]]] = {
         "max_array_size": (int, 1001, "largest job array the cluster accepts"),
     },
 }
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """Where tasks run (`--executor`) and that executor's settings (`--executor-opt`)."""
+
+    kind: str = "local"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, kind: str, raw: list[str]) -> ExecutorOptions:
+        return cls(kind, parse_executor_opts(kind, raw))
 
 
 def parse_executor_opts(kind: str, raw: list[str]) -> dict[str, Any]:
@@ -108,16 +119,7 @@ class LocalExecutor(LocalPipelineExecutor):
         logger.add(os.path.join(self.logging_dir.path, "executor.log"), level="INFO")
         try:
             self.save_executor_as_json()
-            if self.workers == 1:
-                pipeline = self.pipeline
-                stats = []
-                for rank in ranks:
-                    self.pipeline = deepcopy(pipeline)  # fresh step stats per task, as datatrove does
-                    stats.append(self._run_quietly(rank))
-                self.pipeline = pipeline
-            else:
-                stats = self._run_forked(ranks)
-            total = sum(stats, start=PipelineStats())
+            total = sum(self._run_forked(ranks), start=PipelineStats())
             with self.logging_dir.open("stats.json", "wt") as f:
                 total.save_to_disk(f)
             return total
@@ -171,29 +173,24 @@ class LocalExecutor(LocalPipelineExecutor):
     def _child(self, rank: int, conn, parent: int) -> None:
         die_with_parent(parent)
         try:
-            conn.send(("ok", self._run_quietly(rank)))
+            # This process is the task's own: its console output goes to the task's log file.
+            path = os.path.join(self.logging_dir.path, "logs", f"console_{rank:05d}.log")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            sink = open(path, "a")  # noqa: SIM115 (open for the rest of this process's life)
+            os.dup2(sink.fileno(), 2)
+            sys.stderr = sink  # datatrove's task logger writes to sys.stderr
+            conn.send(("ok", self._run_for_rank(rank)))
         except BaseException as exc:  # sent to the parent, which raises it
             conn.send(("error", exc))
         finally:
             conn.close()
 
-    def _run_quietly(self, rank: int) -> PipelineStats:
-        console = sys.stderr
-        path = os.path.join(self.logging_dir.path, "logs", f"console_{rank:05d}.log")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "a") as sink:
-            sys.stderr = sink  # datatrove's task logger binds sys.stderr when the task starts
-            try:
-                return self._run_for_rank(rank)
-            finally:
-                logger.remove()  # its handlers point at `sink`, which closes now
-                sys.stderr = console
 
-
-def make_executor(kind: str, pipeline: list, *, tasks: int, workers: int, logging_dir: Path,
-                  opts: dict[str, Any] | None = None, name: str = "mixcraft", depends: Any = None):
-    """A datatrove executor of `kind` over `tasks` tasks, at most `workers` at once."""
-    opts = opts if opts is not None else parse_executor_opts(kind, [])
+def make_executor(options: ExecutorOptions, pipeline: list, *, tasks: int, workers: int, logging_dir: Path,
+                  name: str = "mixcraft", depends: Any = None):
+    """A datatrove executor of `options.kind` over `tasks` tasks, at most `workers` at once."""
+    kind = options.kind
+    opts = options.settings or parse_executor_opts(kind, [])
     workers = max(1, min(workers, tasks))
     if kind == "local":
         return LocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),

@@ -18,18 +18,18 @@ one (all ones for plain text, which trains on every token either way).
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from mixcraft.mds import SubsetReader, SubsetWriter, shard_files
+from mixcraft.core.manifest import Manifest, Premix, PremixStream
 from mixcraft.core.mixture import unit_hash
+from mixcraft.core.outdir import PREMIX_DIR, OutLayout
 from mixcraft.core.pack import Row
-
-PREMIX_DIR = "premixed"
+from mixcraft.core.recipe import Recipe
+from mixcraft.mds import SubsetReader, SubsetWriter, index_sha256, shard_files
 
 
 def premix_counts(rows: list[int], proportions: list[float]) -> list[int]:
@@ -67,16 +67,17 @@ def _picks(seed: int, path: str, n_rows: int, count: int) -> np.ndarray:
     return rng.permutation(n_rows)[:count]
 
 
-def write_premix(recipe: Any, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write OUT/premixed/ and add its entry (and shard hashes) to manifest.json."""
-    streams = [s for s in manifest["streams"] if s["proportion"] > 0 and s["rows"] > 0]
-    left_out = [s["path"] for s in manifest["streams"] if s not in streams]
-    counts = premix_counts([s["rows"] for s in streams], [s["proportion"] for s in streams])
-    picks = [_picks(recipe.seed, s["path"], s["rows"], c) for s, c in zip(streams, counts, strict=True)]
-    with_mask = any(s["mask"] for s in manifest["streams"])
-    writer = SubsetWriter(out / PREMIX_DIR, domain=PREMIX_DIR, with_mask=with_mask,
+def write_premix(recipe: Recipe, out: Path, manifest: Manifest) -> Manifest:
+    """Write OUT/premixed/; returns the manifest with its entry and shard hashes added."""
+    streams = [s for s in manifest.streams if s.proportion > 0 and s.rows > 0]
+    left_out = [s.path for s in manifest.streams if s not in streams]
+    counts = premix_counts([s.rows for s in streams], [s.proportion for s in streams])
+    picks = [_picks(recipe.seed, s.path, s.rows, c) for s, c in zip(streams, counts, strict=True)]
+    with_mask = any(s.mask for s in manifest.streams)
+    layout = OutLayout(out)
+    writer = SubsetWriter(layout.subset(PREMIX_DIR), domain=PREMIX_DIR, with_mask=with_mask,
                           compression=recipe.output.compression, size_limit=recipe.output.shard_size_bytes)
-    readers = [SubsetReader(out / s["path"]) for s in streams]
+    readers = [SubsetReader(layout.subset(s.path)) for s in streams]
     taken, tokens = [0] * len(streams), [0] * len(streams)
     for i in interleave_order(counts).tolist():
         r = readers[i].row(int(picks[i][taken[i]]))
@@ -89,15 +90,14 @@ def write_premix(recipe: Any, out: Path, manifest: dict[str, Any]) -> dict[str, 
         tokens[i] += len(ids)
     writer.finish()
     del readers
-    total_p = sum(s["proportion"] for s in streams) or 1.0
-    manifest["premixed"] = {
-        "path": PREMIX_DIR, "rows": writer.rows, "tokens": writer.tokens, "pieces": writer.pieces,
-        "mask": with_mask, "prolong_stream": f"{PREMIX_DIR}@1",
-        "streams": [{"path": s["path"], "domain": s["domain"], "proportion": s["proportion"] / total_p,
-                     "rows": c, "tokens": t, "rows_available": s["rows"]}
-                    for s, c, t in zip(streams, counts, tokens, strict=True)],
-        "left_out": left_out,
-    }
-    manifest["shards"][PREMIX_DIR] = shard_files(out / PREMIX_DIR)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
+    total_p = sum(s.proportion for s in streams) or 1.0
+    premixed = Premix(
+        path=PREMIX_DIR, rows=writer.rows, tokens=writer.tokens, pieces=writer.pieces, mask=with_mask,
+        prolong_stream=f"{PREMIX_DIR}@1",
+        streams=[PremixStream(path=s.path, domain=s.domain, proportion=s.proportion / total_p, rows=c, tokens=t,
+                              rows_available=s.rows)
+                 for s, c, t in zip(streams, counts, tokens, strict=True)],
+        left_out=left_out)
+    return dataclasses.replace(manifest, premixed=premixed,
+                               shards={**manifest.shards, PREMIX_DIR: shard_files(layout.subset(PREMIX_DIR))},
+                               indexes={**manifest.indexes, PREMIX_DIR: index_sha256(layout.subset(PREMIX_DIR))})

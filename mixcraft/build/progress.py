@@ -1,4 +1,5 @@
-"""Rich progress bars for a running build: one bar per source, fed by the tasks' progress files."""
+"""Progress of a running build: each task writes its running counts to a small JSON file
+(`TaskProgress`), and the build process draws rich bars from them, one per source."""
 
 from __future__ import annotations
 
@@ -9,6 +10,33 @@ from collections import defaultdict
 from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from mixcraft.core.fmt import human
+from mixcraft.core.outdir import write_atomic
+
+SAVE_EVERY_S = 0.5
+
+
+class TaskProgress:
+    """A task's running counts (documents, tokens, characters read), saved for the bars."""
+
+    def __init__(self, path: Path, source: str, total_bytes: int):
+        self.path, self.source, self.total = path, source, total_bytes
+        self.docs = self.tokens = self.chars = 0
+        self._last = 0.0
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def add_tokens(self, n: int) -> None:
+        self.docs += 1
+        self.tokens += n
+        now = time.monotonic()
+        if now - self._last > SAVE_EVERY_S:
+            self.save(done=False)
+            self._last = now
+
+    def save(self, *, done: bool) -> None:
+        write_atomic(self.path, json.dumps({"source": self.source, "docs": self.docs, "tokens": self.tokens,
+                                            "chars": self.chars, "total_bytes": self.total, "done": done}))
 
 
 def _read_progress(folder: Path) -> dict[str, dict[str, float]]:
@@ -62,12 +90,5 @@ def _update(bars, ids, tasks, totals, elapsed: float, final: bool = False) -> No
         finished = final or (t["tasks"] == tasks[name] and t["done"] == tasks[name])
         if finished:
             total = done = total or 1
-        bars.update(tid, total=total, completed=done, tokens=_human(t["tokens"]),
-                    rate=f"{_human(t['tokens'] / max(elapsed, 1e-9))}/s")
-
-
-def _human(n: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= div:
-            return f"{n / div:.1f}{unit}"
-    return f"{n:.0f}"
+        bars.update(tid, total=total, completed=done, tokens=human(t["tokens"]),
+                    rate=f"{human(t['tokens'] / max(elapsed, 1e-9))}/s")

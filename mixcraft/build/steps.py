@@ -1,198 +1,271 @@
-"""Pipeline stages. Each is a generator over documents that does its own accounting in the
-task's `Ledger`; `build.py` chains them in order."""
+"""The steps of one build task, as datatrove `PipelineStep`s chained in `build/task.py`:
+
+    ReadSource -> DropDuplicates -> KeepStage -> FilterText -> Tokenize -> FilterTokens
+        -> Sample -> PackRows -> WriteRows
+
+Each is a generator over the previous step's output with a one-line contract, and does its
+own accounting in the task's ledger. Up to `Tokenize` items are datatrove `Document`s; after it
+they are `TokDoc`s (ids and loss mask, without the text, so packers buffering millions of tokens
+hold no text); `PackRows` yields `BucketRow`s. A source with `repeat > 1` is read in several
+passes (`ReadSource`); each item carries its pass number, and what the steps count for passes
+after the first goes to a scratch ledger, since those documents were counted in pass 1
+(`TaskLedgers`); `Sample` counts each copy it keeps as one more document read.
+"""
 
 from __future__ import annotations
 
-import json
-import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
+import numpy as np
 from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
 
+from mixcraft.build.progress import TaskProgress
+from mixcraft.build.sinks import BucketRow, BucketSink
 from mixcraft.core.chat import ChatSkip, render_chat
-from mixcraft.curate.filters import Filter
 from mixcraft.core.ledger import Ledger
-from mixcraft.core.lengths import LengthHistogram, RowStats
-from mixcraft.mds import SubsetWriter
-from mixcraft.core.pack import Row, TokDoc, make_packer
-from mixcraft.recipe import Bucket
+from mixcraft.core.lengths import LengthHistogram
+from mixcraft.core.mixture import doc_repeat, in_stage, unit_hash
+from mixcraft.core.pack import TokDoc
+from mixcraft.core.recipe import Source, StageInfo
 from mixcraft.core.tokenize import Tok
+from mixcraft.curate.filters import Filter
+from mixcraft.mds import SubsetWriter
+from mixcraft.readers.base import Reader
 
 
-def take_docs(docs: Iterable[Document], limit: int | None) -> Iterator[Document]:
-    """At most `limit` documents (the `--limit` of a trial build); None means all. Stops
-    without pulling document `limit + 1`: a reader counts a document as read when it yields it,
-    so pulling one more would break read = kept + dropped."""
-    if limit is not None and limit <= 0:
-        return
-    for i, doc in enumerate(docs, 1):
-        yield doc
-        if limit is not None and i >= limit:
-            return
+@dataclass
+class TaskLedgers:
+    """The task's ledger for pass 1, and a scratch one for later passes (already counted)."""
+
+    main: Ledger
+    scratch: Ledger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scratch = Ledger(self.main.source)
+
+    def of(self, pass_no: int) -> Ledger:
+        return self.main if pass_no == 0 else self.scratch
 
 
-def filter_text(docs: Iterable[Document], filters: list[Filter], ledger: Ledger) -> Iterator[Document]:
-    """Run the text-level filters; the first that objects names the drop reason."""
-    text_filters = [f for f in filters if not f.on_tokens]
-    for doc in docs:
-        reason = next((r for f in text_filters if (r := f.check(doc)) is not None), None)
-        if reason:
-            ledger.drop(reason, where=str(doc.id), text=doc.text)
-            continue
-        yield doc
+class Step(PipelineStep):
+    type = "mixcraft"
 
 
-def tokenize_docs(docs: Iterable[Document], tok: Tok, ledger: Ledger, *, add_bos: bool = False,
-                  add_eos: bool = False) -> Iterator[TokDoc]:
-    """Text -> uint32 ids (chat -> ids and loss mask). BOS/EOS only if the recipe asks
-    (ProLong's data has neither)."""
-    import numpy as np
+class ReadSource(Step):
+    """Documents of this task's input units, at most `max_docs` per pass, in `passes` passes;
+    each tagged with its pass and its position in that pass."""
 
-    bos = [tok.bos_id] if add_bos and tok.bos_id is not None else []
-    eos = [tok.eos_id] if add_eos and tok.eos_id is not None else []
-    for doc in docs:
-        mask = None
-        if "messages" in doc.metadata:
+    name = "read"
+
+    def __init__(self, make_reader: Callable[[Ledger], Reader], ledgers: TaskLedgers, *, task: int, n_tasks: int,
+                 passes: int, max_docs: int | None, progress: TaskProgress):
+        super().__init__()
+        self.make_reader, self.ledgers, self.task, self.n_tasks = make_reader, ledgers, task, n_tasks
+        self.passes, self.max_docs, self.progress = passes, max_docs, progress
+        self.passes_started = 0
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        for p in range(self.passes):
+            self.passes_started = p + 1
+            if self.max_docs is not None and self.max_docs <= 0:
+                continue
+            reader = self.make_reader(self.ledgers.of(p))
+            for ordinal, doc in enumerate(reader.read(self.task, self.n_tasks)):
+                doc.metadata["pass"], doc.metadata["ordinal"] = p, ordinal
+                self.progress.chars += len(doc.text)
+                yield doc
+                # Stop without pulling document max_docs + 1: a reader counts a document as read
+                # when it yields it, so pulling one more would break read = kept + dropped.
+                if self.max_docs is not None and ordinal + 1 >= self.max_docs:
+                    break
+
+
+class DropDuplicates(Step):
+    """Drop the documents the dedup pass found to be later copies, by their position in pass 1's
+    read stream (every pass reads the same stream)."""
+
+    name = "drop duplicates"
+
+    def __init__(self, verdicts: dict[int, tuple[str, str]], ledgers: TaskLedgers):
+        super().__init__()
+        self.verdicts, self.ledgers = verdicts, ledgers
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        for doc in data:
+            verdict = self.verdicts.get(doc.metadata["ordinal"])
+            if verdict is None:
+                yield doc
+                continue
+            reason, kept = verdict
+            self.ledgers.of(doc.metadata["pass"]).drop(reason, where=f"{doc.id} (copy of {kept})", text=doc.text)
+
+
+class KeepStage(Step):
+    """In a curriculum stage, keep the documents hashed into this stage's share; the others
+    belong to another stage (`other_stage`), so no document is trained on in two stages."""
+
+    name = "curriculum stage"
+
+    def __init__(self, stage: StageInfo | None, seed: int, source: str, ledgers: TaskLedgers):
+        super().__init__()
+        self.stage, self.seed, self.source, self.ledgers = stage, seed, source, ledgers
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        for doc in data:
+            if self.stage is None or in_stage(self.stage, self.seed, self.source, str(doc.id)):
+                yield doc
+            else:
+                self.ledgers.of(doc.metadata["pass"]).drop("other_stage", where=str(doc.id))
+
+
+class FilterText(Step):
+    """Run the text filters in recipe order; the first that objects names the drop reason."""
+
+    name = "filter text"
+
+    def __init__(self, filters: list[Filter], ledgers: TaskLedgers):
+        super().__init__()
+        self.filters, self.ledgers = [f for f in filters if not f.on_tokens], ledgers
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        for doc in data:
+            reason = next((r for f in self.filters for keep, r in [f.check(doc)] if not keep), None)
+            if reason is None:
+                yield doc
+            else:
+                self.ledgers.of(doc.metadata["pass"]).drop(reason, where=str(doc.id), text=doc.text)
+
+
+class Tokenize(Step):
+    """Text -> uint32 ids (a chat -> ids and loss mask); BOS/EOS only if the recipe asks
+    (ProLong's data has neither); an empty result is dropped as `no_tokens`."""
+
+    name = "tokenize"
+
+    def __init__(self, tok: Tok, ledgers: TaskLedgers, *, add_bos: bool, add_eos: bool):
+        super().__init__()
+        self.tok, self.ledgers = tok, ledgers
+        self.bos = [tok.bos_id] if add_bos and tok.bos_id is not None else []
+        self.eos = [tok.eos_id] if add_eos and tok.eos_id is not None else []
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[TokDoc]:
+        for doc in data:
+            ledger = self.ledgers.of(doc.metadata["pass"])
             try:
-                ids, mask = render_chat(doc.metadata["messages"], tok, loss_on_input=doc.metadata["loss_on_input"],
-                                        template=doc.metadata.get("template", "llama3"),
-                                        chat_template=doc.metadata.get("chat_template"))
+                ids, mask = self.encode(doc)
             except ChatSkip as skip:
                 ledger.drop(skip.args[0], where=str(doc.id), text=doc.text)
                 continue
-        else:
-            ids = tok.encode(doc.text)
-            if bos or eos:
-                ids = np.concatenate([np.asarray(bos, dtype=np.uint32), ids, np.asarray(eos, dtype=np.uint32)])
-        if len(ids) == 0:
-            ledger.drop("no_tokens", where=str(doc.id))
-            continue
-        yield TokDoc(str(doc.id), ids, mask)
+            if len(ids) == 0:
+                ledger.drop("no_tokens", where=str(doc.id))
+                continue
+            yield TokDoc(str(doc.id), ids, mask, pass_no=doc.metadata["pass"])
+
+    def encode(self, doc: Document) -> tuple[np.ndarray, np.ndarray | None]:
+        meta = doc.metadata
+        if "messages" in meta:
+            return render_chat(meta["messages"], self.tok, loss_on_input=meta["loss_on_input"],
+                               template=meta.get("template", "llama3"), chat_template=meta.get("chat_template"))
+        ids = self.tok.encode(doc.text)
+        if self.bos or self.eos:
+            ids = np.concatenate([np.asarray(self.bos, dtype=np.uint32), ids, np.asarray(self.eos, dtype=np.uint32)])
+        return ids, None
 
 
-def filter_tokens(docs: Iterable[TokDoc], filters: list[Filter], ledger: Ledger) -> Iterator[TokDoc]:
-    token_filters = [f for f in filters if f.on_tokens]
-    for doc in docs:
-        reason = next((r for f in token_filters if (r := f.check(None, n_tokens=len(doc.ids))) is not None), None)
-        if reason:
-            ledger.drop(reason, where=doc.doc_id, tokens=len(doc.ids))
-            continue
-        yield doc
+class FilterTokens(Step):
+    """Run the token filters (`min_tokens`, `max_tokens`) on tokenized documents."""
+
+    name = "filter tokens"
+
+    def __init__(self, filters: list[Filter], ledgers: TaskLedgers):
+        super().__init__()
+        self.filters, self.ledgers = [f for f in filters if f.on_tokens], ledgers
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[TokDoc]:
+        for doc in data:
+            reason = next((r for f in self.filters for keep, r in [f.check(doc)] if not keep), None)
+            if reason is None:
+                yield doc
+            else:
+                self.ledgers.of(doc.pass_no).drop(reason, where=doc.doc_id, tokens=len(doc.ids))
 
 
-class BucketAccount:
-    """Routes a packer's per-document verdicts to the ledger and to per-bucket counts."""
+class Sample(Step):
+    """Keep a document in pass p iff p < repeat - u, u its seeded hash in [0, 1) (mixture.py):
+    in pass 1 the rest are dropped (`sampled_out`, `long_removed`); copies kept in later passes
+    are counted as documents read. Also records the lengths offered to the buckets."""
 
-    def __init__(self, ledger: Ledger, bucket: str, counts: Counter, lengths: LengthHistogram | None = None):
-        self.ledger, self.bucket, self.counts = ledger, bucket, counts
-        self.lengths = lengths if lengths is not None else LengthHistogram()
+    name = "sample"
 
-    def kept(self, doc: TokDoc, *, packed: int, tail: int, split: bool) -> None:
-        led = self.ledger
-        led.docs_kept += 1
-        led.docs_split += int(split)
-        led.tokens_kept += packed + tail
-        led.tokens_packed += packed
-        led.tokens_tail += tail
-        self.counts["docs"] += 1
-        self.counts["split"] += int(split)
-        self.counts["tail_tokens"] += tail
-        self.lengths.add(len(doc.ids))  # whole-document length, for stats' mean/median/p90
+    def __init__(self, source: Source, seed: int, ledgers: TaskLedgers, progress: TaskProgress):
+        super().__init__()
+        self.source, self.seed, self.ledger, self.progress = source, seed, ledgers.main, progress
+        self.docs_repeated, self.tokens_repeated = 0, 0
+        self.seen = LengthHistogram()  # what the source offered the buckets: evidence when one runs short
 
-    def dropped(self, doc: TokDoc, reason: str, tokens: int) -> None:
-        self.ledger.drop(reason, where=doc.doc_id, tokens=tokens)
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[TokDoc]:
+        for doc in data:
+            if self._use(doc):
+                self.seen.add(len(doc.ids))
+                self.progress.add_tokens(len(doc.ids))
+                yield doc
 
-
-class BucketSink:
-    """One bucket of one task: its packer (by the source's packing mode), its MDS writer, its
-    token budget."""
-
-    def __init__(self, bucket: Bucket, seq_len: int, ledger: Ledger, writer: SubsetWriter,
-                 budget_tokens: float | None, *, packing: str = "prolong", pad_id: int = 0):
-        self.bucket, self.writer, self.budget = bucket, writer, budget_tokens
-        self.counts: Counter = Counter()
-        self.doc_lengths, self.row_stats = LengthHistogram(), RowStats(seq_len)
-        acct = BucketAccount(ledger, bucket.name, self.counts, self.doc_lengths)
-        self.packer = make_packer(packing, seq_len=seq_len, min_tokens=bucket.min_tokens,
-                                  chunk_tokens=bucket.chunk_tokens, acct=acct, with_mask=writer.with_mask,
-                                  pad_id=pad_id)
-
-    @property
-    def full(self) -> bool:
-        return self.budget is not None and self.writer.tokens + self.packer_fill >= self.budget
-
-    def add(self, doc: TokDoc) -> None:
-        # One long document (a whole repository) must not blow through the budget.
-        remaining = None if self.budget is None else self.budget - self.writer.tokens - self.packer_fill
-        self._write(self.packer.add(doc, max_tokens=remaining))
-
-    @property
-    def packer_fill(self) -> int:
-        """Tokens accepted by the packer but not yet written in a row."""
-        return self.packer.pending_tokens
-
-    def finish(self) -> dict:
-        self._write(self.packer.finish())
-        self.writer.finish()
-        return {"rows": self.writer.rows, "tokens": self.writer.tokens, "pieces": self.writer.pieces,
-                "docs": self.counts["docs"], "split": self.counts["split"],
-                "tail_tokens": self.counts["tail_tokens"], "padding": self.counts["padding"],
-                "doc_lengths": self.doc_lengths.to_dict(), **self.row_stats.to_dict()}
-
-    def _write(self, rows: Iterable[Row]) -> None:
-        for row in rows:
-            self.writer.write(row)
-            self.row_stats.add(len(row.input_ids), len(row.spans))
-            self.counts["padding"] += row.padding
+    def _use(self, doc: TokDoc) -> bool:
+        n, p = len(doc.ids), doc.pass_no
+        r = doc_repeat(self.source, n)
+        use = p < r - unit_hash(self.seed, self.source.name, doc.doc_id)
+        if p == 0 and not use:
+            self.ledger.drop("long_removed" if r == 0 else "sampled_out", where=doc.doc_id, tokens=n)
+        elif p > 0 and use:
+            self.ledger.read()
+            self.docs_repeated += 1
+            self.tokens_repeated += n
+        return use
 
 
-def route_and_pack(docs: Iterable[TokDoc], sinks: list[BucketSink], ledger: Ledger) -> Iterator[TokDoc]:
-    """Send each document to the longest bucket whose `min_tokens` it reaches. Shorter than
-    every bucket: dropped as `too_short`. Its bucket over budget: `over_budget`. Stops reading
-    once every bucket is full (the ledger records that the budget was reached)."""
-    for doc in docs:
-        n = len(doc.ids)
-        sink = next((s for s in sinks if n >= s.bucket.min_tokens), None)
-        if sink is None:
-            ledger.drop("too_short", where=doc.doc_id, tokens=n)
-        elif sink.full:
-            ledger.drop("over_budget", where=doc.doc_id, tokens=n)
-        else:
-            sink.add(doc)
-        yield doc
-        if all(s.full for s in sinks):
-            ledger.budget_reached = True
-            return
+
+class PackRows(Step):
+    """Send each document to the longest bucket whose `min_tokens` it reaches and pack it there
+    (`too_short` below every bucket, `over_budget` when its bucket is full); stop reading once
+    every bucket is full; at the end flush every packer."""
+
+    name = "pack"
+
+    def __init__(self, sinks: list[BucketSink], ledger: Ledger):
+        super().__init__()
+        self.sinks, self.ledger = sinks, ledger
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[BucketRow]:
+        for doc in data:
+            n = len(doc.ids)
+            sink = next((s for s in self.sinks if n >= s.bucket.min_tokens), None)
+            if sink is None:
+                self.ledger.drop("too_short", where=doc.doc_id, tokens=n)
+            elif sink.full:
+                self.ledger.drop("over_budget", where=doc.doc_id, tokens=n)
+            else:
+                yield from sink.add(doc)
+            if all(s.full for s in self.sinks):
+                self.ledger.budget_reached = True
+                break
+        for sink in self.sinks:
+            yield from sink.finish()
 
 
-class Progress:
-    """A task's running counts, written to a small JSON file the CLI polls for its bars."""
+class WriteRows(Step):
+    """Write each row into its bucket's MDS part; the writers are closed at the end."""
 
-    def __init__(self, path: Path, source: str, total_bytes: int):
-        self.path, self.source, self.total = path, source, total_bytes
-        self.docs = self.tokens = self.chars = 0
-        self._last = 0.0
-        path.parent.mkdir(parents=True, exist_ok=True)
+    name = "write"
 
-    def track_text(self, docs: Iterable[Document]) -> Iterator[Document]:
-        for doc in docs:
-            self.chars += len(doc.text)
-            yield doc
+    def __init__(self, writers: dict[str, SubsetWriter]):
+        super().__init__()
+        self.writers = writers
 
-    def track_tokens(self, docs: Iterable[TokDoc]) -> Iterator[TokDoc]:
-        for doc in docs:
-            self.docs += 1
-            self.tokens += len(doc.ids)
-            now = time.monotonic()
-            if now - self._last > 0.5:
-                self.save(done=False)
-                self._last = now
-            yield doc
-
-    def save(self, *, done: bool) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"source": self.source, "docs": self.docs, "tokens": self.tokens,
-                                   "chars": self.chars, "total_bytes": self.total, "done": done}))
-        tmp.replace(self.path)
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[BucketRow]:
+        for item in data:
+            self.writers[item.bucket].write(item.row)
+        for writer in self.writers.values():
+            writer.finish()
+        yield from ()

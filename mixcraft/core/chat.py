@@ -19,9 +19,13 @@ that would be inexact is dropped with a reason instead (`special_token_in_conten
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import numpy as np
 
 from mixcraft.core.tokenize import Tok
+from mixcraft.errors import UserError
 
 
 def render_llama3(messages: list[dict[str, str]], tok: Tok, *, loss_on_input: bool = False
@@ -41,7 +45,8 @@ def render_llama3(messages: list[dict[str, str]], tok: Tok, *, loss_on_input: bo
 
 # -- the tokenizer's own chat template -------------------------------------------------------
 
-TEMPLATE_CHOICES = ("llama3", "tokenizer")
+ChatTemplate = Literal["llama3", "tokenizer"]  # a chat source's `template` key
+TEMPLATE_CHOICES = typing.get_args(ChatTemplate)
 
 
 class ChatSkip(Exception):
@@ -67,7 +72,6 @@ def chat_tokenizer(tok: Tok, chat_template: str | None):
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from mixcraft.errors import UserError
 
     if chat_template:
         source = chat_template

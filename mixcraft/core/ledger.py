@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixcraft.core.outdir import write_atomic
 from mixcraft.errors import UserError
 
 _EXAMPLES_PER_REASON = 3
@@ -112,10 +113,7 @@ class Ledger:
         }
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
+        write_atomic(path, json.dumps(self.to_dict(), indent=1))
 
 
 def merge_ledgers(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -22,9 +22,11 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
+
+PackingMode = Literal["prolong", "best_fit", "concat_chunk"]  # a source's `packing` key; see make_packer
 
 
 @dataclass
@@ -32,6 +34,7 @@ class TokDoc:
     doc_id: str
     ids: np.ndarray  # uint32
     mask: np.ndarray | None = None  # uint8; 1 = counts in the loss (chat data)
+    pass_no: int = 0  # which read pass of its source produced it (repeat > 1 reads a source again)
 
 
 @dataclass
@@ -104,10 +107,10 @@ def _close_leftovers(pending: list[_Open], acct: Account) -> None:
 class GreedyPacker:
     """ProLong/datatools packing: concatenate documents and cut every `seq_len` tokens; a
     document's remainder continues at the start of the next row. At `finish` the final
-    partial row is dropped and counted, or emitted shorter than `seq_len` with `keep_last`."""
+    partial row is dropped and its documents counted (`final_partial_row`)."""
 
-    def __init__(self, seq_len: int, acct: Account, *, with_mask: bool = False, keep_last: bool = False):
-        self.seq_len, self.acct, self.with_mask, self.keep_last = seq_len, acct, with_mask, keep_last
+    def __init__(self, seq_len: int, acct: Account, *, with_mask: bool = False):
+        self.seq_len, self.acct, self.with_mask = seq_len, acct, with_mask
         self.pending: list[_Open] = []
         self.fill = 0
 
@@ -130,11 +133,9 @@ class GreedyPacker:
         return self.fill
 
     def finish(self) -> Iterator[Row]:
-        if self.keep_last and self.fill:
-            yield self._cut(self.fill)
-            self.fill = 0
         _close_leftovers(self.pending, self.acct)
         self.pending = []
+        yield from ()
 
     def _cut(self, n: int) -> Row:
         parts, need = [], n
@@ -327,7 +328,7 @@ def best_fit_decreasing(sizes: list[int], capacity: int) -> list[list[int]]:
     return bins
 
 
-def make_packer(mode: str, *, seq_len: int, min_tokens: int, chunk_tokens: int, acct: Account,
+def make_packer(mode: PackingMode, *, seq_len: int, min_tokens: int, chunk_tokens: int, acct: Account,
                 with_mask: bool, pad_id: int = 0):
     """The packer for one bucket of a source with packing `mode` (see the module docstring)."""
     if mode == "concat_chunk":

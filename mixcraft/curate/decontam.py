@@ -24,40 +24,42 @@ import hashlib
 import importlib.metadata  # noqa: F401
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import numpy as np
 
+from mixcraft.core.ledger import Ledger
+from mixcraft.core.records import get_field, iter_jsonl, iter_parquet
 from mixcraft.errors import UserError
+from mixcraft.schema import Invalid, Positive, RelPath
 
 EVAL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".parquet", ".txt")
 DEFAULT_N = 13
-PARAMS = {"eval_set": str, "n": int, "text_field": str}
 
 
-def check_decontam_config(ctx: Any, where: str, args: dict[str, Any], base: Path) -> None:
-    from mixcraft.recipe import check_keys, recipe_relative
+@dataclass(frozen=True, kw_only=True)
+class DecontaminateConfig:
+    eval_set: RelPath
+    n: Annotated[int, Positive] = DEFAULT_N
+    text_field: str = "text"
 
-    check_keys(ctx, where, args, PARAMS, required=("eval_set",))
-    path = recipe_relative(args["eval_set"], base)
-    if not path.is_file():
-        raise ctx.fail(f"{where}.eval_set", f"file {args['eval_set']!r} not found (resolved to {path}; "
-                       "relative paths are resolved against the recipe's folder)")
-    if not path.name.endswith(EVAL_SUFFIXES):
-        raise ctx.fail(f"{where}.eval_set", f"{path.name}: unsupported format (use one of "
-                       f"{', '.join(EVAL_SUFFIXES)})")
-    if args.get("n", DEFAULT_N) < 1:
-        raise ctx.fail(f"{where}.n", f"must be >= 1, got {args['n']}")
-    args["eval_set"] = str(path.resolve())
+    def __post_init__(self) -> None:
+        if not self.eval_set.endswith(EVAL_SUFFIXES):
+            raise Invalid(f"{Path(self.eval_set).name}: unsupported format (use one of {', '.join(EVAL_SUFFIXES)})",
+                          "eval_set")
+
+    def input_problems(self) -> list[tuple[str, str]]:
+        if not Path(self.eval_set).is_file():
+            return [("eval_set", f"file {self.eval_set!r} not found (relative paths are taken against the "
+                                 "recipe's folder)")]
+        return []
 
 
 def eval_samples(path: Path, text_field: str) -> list[str]:
     """The eval set's texts. A bad line here is an error, not a skip: a silently shortened
     eval set would let contamination through."""
-    from mixcraft.core.ledger import Ledger
-    from mixcraft.readers.text import get_field, iter_jsonl, iter_parquet
-
     if path.name.endswith(".txt"):
         return [line for line in path.read_text(encoding="utf-8", errors="strict").splitlines() if line.strip()]
     strict = Ledger("eval_set", strict=True)
@@ -105,9 +107,8 @@ def build_index(eval_set: str, n: int, text_field: str, work_dir: Path) -> Path:
     return folder
 
 
-def make_decontam_filter(args: dict[str, Any], work_dir: Path):
+def make_decontam_filter(cfg: DecontaminateConfig, work_dir: Path):
     from datatrove.pipeline.decont.n_grams import NGramsDecontConfig, NGramsDecontFilter
 
-    n = args.get("n", DEFAULT_N)
-    folder = build_index(args["eval_set"], n, args.get("text_field", "text"), work_dir)
-    return NGramsDecontFilter(index_folder=str(folder), config=NGramsDecontConfig(n_grams=n))
+    folder = build_index(cfg.eval_set, cfg.n, cfg.text_field, work_dir)
+    return NGramsDecontFilter(index_folder=str(folder), config=NGramsDecontConfig(n_grams=cfg.n))

@@ -34,55 +34,26 @@ from __future__ import annotations
 # that has not imported it yet the word tokenizer fails with an AttributeError.
 import importlib.metadata  # noqa: F401
 import json
-import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from datatrove.data import Document
 
 from mixcraft.core.ledger import Ledger
+from mixcraft.core.recipe import Dedup, MinhashParams
 
-MINHASH_DEFAULTS = {"threshold": 0.8, "n_grams": 5, "num_buckets": 14, "hashes_per_bucket": 8, "seed": 1}
-_DEDUP_KEYS = {"exact": bool, "minhash": dict, "sources": list}
-_MINHASH_KEYS = {"threshold": (int, float), "n_grams": int, "num_buckets": int, "hashes_per_bucket": int,
-                 "seed": int}
 SHINGLE_CHUNK = 4096  # shingles hashed at once: 4096 x 112 uint64 = 3.7 MB of scratch
-
-
-def check_dedup_config(ctx: Any, raw: Any, source_names: list[str]) -> dict[str, Any]:
-    """The `dedup:` block with defaults filled in; mistakes are one-line errors."""
-    from mixcraft.recipe import check_keys
-
-    check_keys(ctx, "dedup", raw, _DEDUP_KEYS)
-    out: dict[str, Any] = {"exact": raw.get("exact", True), "minhash": None,
-                           "sources": raw.get("sources", list(source_names))}
-    if "minhash" in raw:
-        check_keys(ctx, "dedup.minhash", raw["minhash"], _MINHASH_KEYS)
-        mh = {**MINHASH_DEFAULTS, **raw["minhash"]}
-        if not 0 < mh["threshold"] <= 1:
-            raise ctx.fail("dedup.minhash.threshold", f"{mh['threshold']} is not in (0, 1] (e.g. 0.8)")
-        for key in ("n_grams", "num_buckets", "hashes_per_bucket"):
-            if mh[key] < 1:
-                raise ctx.fail(f"dedup.minhash.{key}", f"must be >= 1, got {mh[key]}")
-        out["minhash"] = mh
-    for i, name in enumerate(out["sources"]):
-        if name not in source_names:
-            raise ctx.fail(f"dedup.sources[{i}]", f"no source named {name!r} (have: {', '.join(source_names)})")
-    if not out["exact"] and out["minhash"] is None:
-        raise ctx.fail("dedup", "neither `exact: true` nor a `minhash:` block; remove `dedup:` or enable one")
-    return out
 
 
 class MinHasher:
     """datatrove's MinHash signature of a text, computed in bounded memory."""
 
-    def __init__(self, cfg: dict[str, Any], scratch: Path):
+    def __init__(self, cfg: MinhashParams, scratch: Path):
         from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
 
-        config = MinhashConfig(n_grams=cfg["n_grams"], num_buckets=cfg["num_buckets"],
-                               hashes_per_bucket=cfg["hashes_per_bucket"], seed=cfg["seed"])
+        config = MinhashConfig(n_grams=cfg.n_grams, num_buckets=cfg.num_buckets,
+                               hashes_per_bucket=cfg.hashes_per_bucket, seed=cfg.seed)
         self.step = MinhashDedupSignature(output_folder=str(scratch), config=config)
         self.config = config
 
@@ -106,18 +77,17 @@ class MinHasher:
 class DedupIndex:
     """First-seen wins. `check(doc)` returns None for a new text, else (reason, id of the kept copy)."""
 
-    def __init__(self, cfg: dict[str, Any], scratch: Path):
+    def __init__(self, cfg: Dedup, scratch: Path):
         from datatrove.utils.hashing import HashConfig, create_hash_func
 
-        self.exact = cfg["exact"]
+        self.exact = cfg.exact
         self.hash_text = create_hash_func(HashConfig(), str)  # xxhash64, as datatrove's exact dedup
         self.texts: dict[int, str] = {}
-        self.minhash = MinHasher(cfg["minhash"], scratch) if cfg["minhash"] else None
-        self.threshold = cfg["minhash"]["threshold"] if cfg["minhash"] else None
+        self.minhash = MinHasher(cfg.minhash, scratch) if cfg.minhash else None
+        self.threshold = cfg.minhash.threshold if cfg.minhash else None
         self.sigs: list[np.ndarray] = []
         self.sig_ids: list[str] = []
-        self.bands: list[dict[bytes, list[int]]] = (
-            [{} for _ in range(cfg["minhash"]["num_buckets"])] if cfg["minhash"] else [])
+        self.bands: list[dict[bytes, list[int]]] = [{} for _ in range(cfg.minhash.num_buckets)] if cfg.minhash else []
 
     def check(self, doc_key: str, text: str) -> tuple[str, str] | None:
         if self.exact:
@@ -142,44 +112,8 @@ class DedupIndex:
         return None
 
 
-def run_dedup(recipe, work: Path, *, limit: int | None) -> None:
-    """The pass before the tasks: verdicts for every later copy, per (source, task)."""
-    from mixcraft.build.run import split_limit
-    from mixcraft.build.prepare import prepare_dir
-    from mixcraft.readers import make_reader
-    from mixcraft.build.steps import take_docs
-
-    cfg = recipe.dedup
-    folder = work / "dedup"
-    identity = {"recipe_sha256": recipe.digest(), "limit": limit}
-    done = folder / "done.json"
-    if done.is_file() and json.loads(done.read_text()) == identity:
-        return
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    index = DedupIndex(cfg, folder / "scratch")
-    for source in recipe.sources:
-        if source.name not in cfg["sources"]:
-            continue
-        for task in range(source.tasks):
-            # A scratch ledger: the task itself counts every read and skip for real.
-            reader = make_reader(source.name, source.reader, Ledger(source.name),
-                                 work_dir=prepare_dir(work, source.name))
-            reader.task_units(task, source.tasks)
-            docs = take_docs(reader.read(task, source.tasks), split_limit(limit, task, source.tasks))
-            verdicts = {}
-            for ordinal, doc in enumerate(docs):
-                verdict = index.check(f"{source.name}:{doc.id}", doc.text)
-                if verdict:
-                    verdicts[ordinal] = verdict
-            path = folder / source.name / f"{task:05d}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({str(k): v for k, v in verdicts.items()}))
-    done.write_text(json.dumps(identity))
-
-
-def load_verdicts(work: Path, source: str, task: int) -> dict[int, tuple[str, str]]:
-    path = work / "dedup" / source / f"{task:05d}.json"
+def load_verdicts(path: Path) -> dict[int, tuple[str, str]]:
+    """A task's dedup verdicts (position in its read stream -> (reason, id of the kept copy))."""
     if not path.is_file():
         return {}
     return {int(k): tuple(v) for k, v in json.loads(path.read_text()).items()}

@@ -1,124 +1,186 @@
-"""Document filters configured per source in the recipe.
-
-Quality filters are datatrove's own blocks (Gopher quality and repetition, C4, FineWeb), run
-as they are; their drop reasons (e.g. `gopher_short_doc`) go to the ledger unchanged. Length
-filters are ours: `min_chars`/`max_chars` run on text before tokenization, `min_tokens`/
-`max_tokens` after it. `decontaminate` (curate/decontam.py, datatrove's n-gram filter) and
-`language` (curate/language.py, a local fastText model) take a file path, resolved against
-the recipe's folder.
+"""Document filters configured per source in the recipe: a registry of parameter classes, each
+making one check, a callable that returns `(keep, reason)`.
 
     filters:
       - {type: min_chars, value: 200}
       - {type: gopher_quality, min_doc_words: 50}
       - {type: max_tokens, value: 2000000}
+
+Quality filters are datatrove's own blocks (Gopher quality and repetition, C4, FineWeb), run
+as they are; their drop reasons (e.g. `gopher_short_doc`) go to the ledger unchanged. Length
+filters are ours: `min_chars`/`max_chars` run on text before tokenization, `min_tokens`/
+`max_tokens` after it. `decontaminate` (curate/decontam.py, datatrove's n-gram filter) and
+`language` (curate/language.py, a local fastText model) take a file path, relative to the
+recipe's folder.
 """
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass
+import difflib
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 from datatrove.data import Document
 
-TEXT_LENGTH = {"min_chars", "max_chars"}
-TOKEN_LENGTH = {"min_tokens", "max_tokens"}
-DATATROVE_FILTERS = {
-    "gopher_quality": ("datatrove.pipeline.filters", "GopherQualityFilter"),
-    "gopher_repetition": ("datatrove.pipeline.filters", "GopherRepetitionFilter"),
-    "c4_quality": ("datatrove.pipeline.filters", "C4QualityFilter"),
-    "fineweb_quality": ("datatrove.pipeline.filters", "FineWebQualityFilter"),
-}
-WITH_FILES = {"decontaminate", "language"}  # filters reading a user-given file
-FILTER_TYPES = sorted(TEXT_LENGTH | TOKEN_LENGTH | set(DATATROVE_FILTERS) | WITH_FILES)
+from mixcraft.core.pack import TokDoc
+from mixcraft.core.recipe import FilterConfig
+from mixcraft.curate.decontam import DecontaminateConfig, make_decontam_filter
+from mixcraft.curate.language import LanguageConfig, LanguageFilter
+from mixcraft.schema import Invalid, NonNegative
+
+Verdict = tuple[bool, str | None]
+TextCheck = Callable[[Document], Verdict]
+TokenCheck = Callable[[TokDoc], Verdict]
 
 
-def _datatrove_class(ftype: str):
-    import importlib
+@dataclass(frozen=True, kw_only=True)
+class LengthLimit(FilterConfig):
+    """A bound on characters (before tokenization) or tokens (after)."""
 
-    module, name = DATATROVE_FILTERS[ftype]
-    return getattr(importlib.import_module(module), name)
+    value: Annotated[int, NonNegative]
+    reason: ClassVar[str]
 
+    def too_far(self, n: int) -> bool:
+        raise NotImplementedError
 
-def check_filter_config(ctx: Any, where: str, cfg: Any, base: Path) -> None:
-    import difflib
-    import inspect
-
-    if not isinstance(cfg, dict) or "type" not in cfg:
-        raise ctx.fail(where, "expected a mapping with a `type` (e.g. {type: min_chars, value: 200})")
-    ftype = cfg["type"]
-    if ftype not in FILTER_TYPES:
-        close = difflib.get_close_matches(str(ftype), FILTER_TYPES, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(FILTER_TYPES)}"
-        raise ctx.fail(f"{where}.type", f"unknown filter {ftype!r} ({hint})")
-    args = {k: v for k, v in cfg.items() if k != "type"}
-    if ftype in WITH_FILES:
-        from mixcraft.curate.decontam import check_decontam_config
-        from mixcraft.curate.language import check_language_config
-
-        check = check_decontam_config if ftype == "decontaminate" else check_language_config
-        check(ctx, where, args, base)
-        cfg.update(args)  # the file path, made absolute
-        return
-    if ftype in TEXT_LENGTH | TOKEN_LENGTH:
-        if set(args) != {"value"} or isinstance(args["value"], bool) or not isinstance(args["value"], int):
-            raise ctx.fail(where, f"{ftype} takes one integer `value`, got {args}")
-        return
-    params = inspect.signature(_datatrove_class(ftype).__init__).parameters
-    allowed = sorted(p for p in params if p not in ("self", "exclusion_writer"))
-    for key in args:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
-            raise ctx.fail(f"{where}.{key}", f"unknown parameter for {ftype} ({hint})")
+    def make(self, work_dir: Path) -> Callable[[Any], Verdict]:
+        if self.on_tokens:
+            return lambda doc: (False, self.reason) if self.too_far(len(doc.ids)) else (True, None)
+        return lambda doc: (False, self.reason) if self.too_far(len(doc.text)) else (True, None)
 
 
-@dataclass
-class Filter:
-    """One configured filter. `check` returns a drop reason, or None to keep."""
+@dataclass(frozen=True, kw_only=True)
+class MinChars(LengthLimit):
+    type_name: ClassVar[str] = "min_chars"
+    reason: ClassVar[str] = "too_few_chars"
 
-    ftype: str
-    args: dict[str, Any]
-    block: Any = None
+    def too_far(self, n: int) -> bool:
+        return n < self.value
 
-    @property
-    def on_tokens(self) -> bool:
-        return self.ftype in TOKEN_LENGTH
 
-    def check(self, doc: Document, n_tokens: int | None = None) -> str | None:
-        t, v = self.ftype, self.args.get("value")
-        if t == "min_chars":
-            return "too_few_chars" if len(doc.text) < v else None
-        if t == "max_chars":
-            return "too_many_chars" if len(doc.text) > v else None
-        if t == "min_tokens":
-            return "too_few_tokens" if n_tokens < v else None
-        if t == "max_tokens":
-            return "too_many_tokens" if n_tokens > v else None
-        result = self.block.filter(doc)
+@dataclass(frozen=True, kw_only=True)
+class MaxChars(LengthLimit):
+    type_name: ClassVar[str] = "max_chars"
+    reason: ClassVar[str] = "too_many_chars"
+
+    def too_far(self, n: int) -> bool:
+        return n > self.value
+
+
+@dataclass(frozen=True, kw_only=True)
+class MinTokens(LengthLimit):
+    type_name: ClassVar[str] = "min_tokens"
+    reason: ClassVar[str] = "too_few_tokens"
+    on_tokens: ClassVar[bool] = True
+
+    def too_far(self, n: int) -> bool:
+        return n < self.value
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaxTokens(LengthLimit):
+    type_name: ClassVar[str] = "max_tokens"
+    reason: ClassVar[str] = "too_many_tokens"
+    on_tokens: ClassVar[bool] = True
+
+    def too_far(self, n: int) -> bool:
+        return n > self.value
+
+
+def run_datatrove_filter(block: Any, default_reason: str) -> TextCheck:
+    """A datatrove filter's `filter(doc)` (True, False, or (False, reason)) as a check."""
+    def check(doc: Document) -> Verdict:
+        result = block.filter(doc)
         keep, reason = result if isinstance(result, tuple) else (result, None)
-        return None if keep else (reason or t)
+        return (True, None) if keep else (False, reason or default_reason)
+
+    return check
 
 
-def _make_block(ftype: str, args: dict[str, Any], work_dir: Path | None):
-    if ftype in DATATROVE_FILTERS:
-        return _datatrove_class(ftype)(**args)
-    if ftype == "decontaminate":
-        from mixcraft.curate.decontam import make_decontam_filter
+@dataclass(frozen=True, kw_only=True)
+class DatatroveFilter(FilterConfig):
+    """One of datatrove's quality filters, its keyword arguments checked against its signature."""
 
-        return make_decontam_filter(args, work_dir or Path(tempfile.mkdtemp(prefix="mixcraft-decontam-")))
-    if ftype == "language":
-        from mixcraft.curate.language import LanguageFilter
+    extra_args: ClassVar[str] = "args"
+    block_path: ClassVar[str]  # "module:Class"
+    args: dict[str, Any] = field(default_factory=dict)
 
-        return LanguageFilter(**args)
-    return None
+    def block_class(self) -> type:
+        module, name = self.block_path.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def __post_init__(self) -> None:
+        params = inspect.signature(self.block_class().__init__).parameters
+        allowed = sorted(p for p in params if p not in ("self", "exclusion_writer"))
+        for key in self.args:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+                raise Invalid(f"unknown parameter for {self.type_name} ({hint})", key)
+
+    def make(self, work_dir: Path) -> TextCheck:
+        return run_datatrove_filter(self.block_class()(**self.args), self.type_name)
 
 
-def build_filters(cfgs: list[dict[str, Any]], work_dir: Path | None = None) -> list[Filter]:
-    """Filters ready to run; `work_dir` holds what they build on disk (the decontamination index)."""
-    out = []
-    for cfg in cfgs:
-        args = {k: v for k, v in cfg.items() if k != "type"}
-        out.append(Filter(cfg["type"], args, _make_block(cfg["type"], args, work_dir)))
-    return out
+@dataclass(frozen=True, kw_only=True)
+class GopherQuality(DatatroveFilter):
+    type_name: ClassVar[str] = "gopher_quality"
+    block_path: ClassVar[str] = "datatrove.pipeline.filters:GopherQualityFilter"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GopherRepetition(DatatroveFilter):
+    type_name: ClassVar[str] = "gopher_repetition"
+    block_path: ClassVar[str] = "datatrove.pipeline.filters:GopherRepetitionFilter"
+
+
+@dataclass(frozen=True, kw_only=True)
+class C4Quality(DatatroveFilter):
+    type_name: ClassVar[str] = "c4_quality"
+    block_path: ClassVar[str] = "datatrove.pipeline.filters:C4QualityFilter"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FineWebQuality(DatatroveFilter):
+    type_name: ClassVar[str] = "fineweb_quality"
+    block_path: ClassVar[str] = "datatrove.pipeline.filters:FineWebQualityFilter"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decontaminate(DecontaminateConfig, FilterConfig):
+    type_name: ClassVar[str] = "decontaminate"
+
+    def make(self, work_dir: Path) -> TextCheck:
+        return run_datatrove_filter(make_decontam_filter(self, work_dir), "contaminated")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Language(LanguageConfig, FilterConfig):
+    type_name: ClassVar[str] = "language"
+
+    def make(self, work_dir: Path) -> TextCheck:
+        return run_datatrove_filter(LanguageFilter(self.model, list(self.languages), self.threshold), "wrong_language")
+
+
+FILTERS: dict[str, type[FilterConfig]] = {cls.type_name: cls for cls in (
+    MinChars, MaxChars, MinTokens, MaxTokens, GopherQuality, GopherRepetition, C4Quality, FineWebQuality,
+    Decontaminate, Language)}
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A configured filter ready to run: its name, whether it sees tokens, and its check."""
+
+    name: str
+    on_tokens: bool
+    check: Callable[[Any], Verdict]
+
+
+def build_filters(cfgs: tuple[FilterConfig, ...], work_dir: Path) -> list[Filter]:
+    """The checks of a source's filters; `work_dir` holds what they build on disk (decontamination
+    index)."""
+    return [Filter(cfg.type_name, cfg.on_tokens, cfg.make(work_dir)) for cfg in cfgs]

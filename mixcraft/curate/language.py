@@ -16,31 +16,30 @@ Needs the `fasttext` module: `pip install fasttext-numpy2-wheel`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 from datatrove.data import Document
 from datatrove.utils.lid import FastTextLID
 
 from mixcraft.errors import UserError
+from mixcraft.schema import Range, RelPath
 
-PARAMS = {"model": str, "languages": list, "threshold": (int, float)}
 DEFAULT_THRESHOLD = 0.65
 
 
-def check_language_config(ctx: Any, where: str, args: dict[str, Any], base: Path) -> None:
-    from mixcraft.recipe import check_keys, recipe_relative
+@dataclass(frozen=True, kw_only=True)
+class LanguageConfig:
+    model: RelPath  # a local fastText model (lid.176.bin / .ftz, GlotLID, ...)
+    languages: tuple[str, ...] = ()  # e.g. [en]; empty: keep when the best language scores high enough
+    threshold: Annotated[float, Range(ge=0, le=1)] = DEFAULT_THRESHOLD
 
-    check_keys(ctx, where, args, PARAMS, required=("model",))
-    path = recipe_relative(args["model"], base)
-    if not path.is_file():
-        raise ctx.fail(f"{where}.model", f"fastText model {args['model']!r} not found (resolved to {path}); "
-                       "models cannot be downloaded during a build: put the .bin/.ftz file there")
-    if not all(isinstance(x, str) for x in args.get("languages", [])):
-        raise ctx.fail(f"{where}.languages", f"expected language codes such as [en], got {args['languages']}")
-    if not 0 <= args.get("threshold", DEFAULT_THRESHOLD) <= 1:
-        raise ctx.fail(f"{where}.threshold", f"must be in [0, 1], got {args['threshold']}")
-    args["model"] = str(path.resolve())
+    def input_problems(self) -> list[tuple[str, str]]:
+        if not Path(self.model).is_file():
+            return [("model", f"fastText model {self.model!r} not found; models cannot be downloaded during a "
+                              "build: put the .bin/.ftz file there")]
+        return []
 
 
 class LocalFastTextLID(FastTextLID):

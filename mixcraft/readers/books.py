@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, ClassVar
 
 from datatrove.data import Document
 
 from mixcraft.readers.base import Unit, decode_text, looks_binary
-from mixcraft.readers.hf import HF_PARAMS
-from mixcraft.readers.text import JSONL_SUFFIXES, PARQUET_SUFFIXES, RecordReader
+from mixcraft.readers.text import JSONL_SUFFIXES, PARQUET_SUFFIXES, RecordParams, RecordReader
+from mixcraft.schema import Positive
 
 _START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE | re.IGNORECASE)
 _END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE | re.IGNORECASE)
 MAX_BOOK_BYTES = 256 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class BooksConfig(RecordParams):
+    type_name: ClassVar[str] = "books"
+    suffixes: ClassVar[tuple[str, ...]] = (".txt",) + JSONL_SUFFIXES + PARQUET_SUFFIXES
+    strip_gutenberg: bool = True
+    max_book_bytes: Annotated[int, Positive] = MAX_BOOK_BYTES
 
 
 def strip_gutenberg(text: str) -> tuple[str, bool, bool]:
@@ -34,10 +44,7 @@ def strip_gutenberg(text: str) -> tuple[str, bool, bool]:
 
 
 class BooksReader(RecordReader):
-    params = {"paths": list, "text_field": str, "id_field": str, "where": dict, "strip_gutenberg": bool,
-              "max_line_bytes": int, "max_book_bytes": int, **HF_PARAMS}
-    required = ()
-    suffixes = (".txt",) + JSONL_SUFFIXES + PARQUET_SUFFIXES
+    cfg: BooksConfig
 
     def read_unit(self, unit: Unit) -> Iterator[Document]:
         if unit.path.endswith(".txt"):
@@ -55,7 +62,7 @@ class BooksReader(RecordReader):
     def _read_txt(self, path: Path) -> Iterator[Document]:
         where = str(path)
         try:
-            if path.stat().st_size > self.cfg.get("max_book_bytes", MAX_BOOK_BYTES):
+            if path.stat().st_size > self.cfg.max_book_bytes:
                 self.ledger.skip("too_large", where)
                 return
             data = path.read_bytes()
@@ -73,7 +80,7 @@ class BooksReader(RecordReader):
         yield self.doc(self._strip(text), f"{self.source}/{path.stem}", where=where)
 
     def _strip(self, text: str) -> str:
-        if not self.cfg.get("strip_gutenberg", True):
+        if not self.cfg.strip_gutenberg:
             return text
         body, head, foot = strip_gutenberg(text)
         if head:

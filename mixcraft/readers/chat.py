@@ -10,16 +10,34 @@ the file `chat_template: FILE.jinja`).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 from datatrove.data import Document
 
-from mixcraft.readers.hf import HF_PARAMS
-from mixcraft.readers.text import RecordReader
+from mixcraft.core.chat import ChatTemplate
+from mixcraft.readers.text import RecordParams, RecordReader
+from mixcraft.schema import RelPath
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
 ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatConfig(RecordParams):
+    type_name: ClassVar[str] = "chat"
+    messages_field: str | None = None  # default: `messages`, else `conversations`
+    loss_on_input: bool = False  # also train on user and system turns (a record's own key wins)
+    template: ChatTemplate = "llama3"
+    chat_template: RelPath | None = None  # a Jinja file, for `template: tokenizer`
+
+    def input_problems(self) -> list[tuple[str, str]]:
+        problems = super().input_problems()
+        if self.chat_template is not None and not Path(self.chat_template).is_file():
+            problems.append(("chat_template", f"file {self.chat_template!r} not found"))
+        return problems
 
 
 def normalize_messages(record: dict[str, Any], field: str | None) -> list[dict[str, str]] | str:
@@ -44,18 +62,16 @@ def normalize_messages(record: dict[str, Any], field: str | None) -> list[dict[s
 
 
 class ChatReader(RecordReader):
-    params = {"paths": list, "messages_field": str, "loss_on_input": bool, "template": str, "chat_template": str,
-              "max_line_bytes": int, **HF_PARAMS}
-    required = ()
+    cfg: ChatConfig
 
     def record_docs(self, where: str, record: dict) -> Iterator[Document]:
-        messages = normalize_messages(record, self.cfg.get("messages_field"))
+        messages = normalize_messages(record, self.cfg.messages_field)
         if isinstance(messages, str):
             self.ledger.skip(messages, where)
             return
         self.ledger.read()
-        loss_on_input = bool(record.get("loss_on_input", self.cfg.get("loss_on_input", False)))
+        loss_on_input = bool(record.get("loss_on_input", self.cfg.loss_on_input))
         text = "\n\n".join(m["content"] for m in messages)  # what filters and dedup look at
-        template = {"template": self.cfg.get("template", "llama3"), "chat_template": self.cfg.get("chat_template")}
+        template = {"template": self.cfg.template, "chat_template": self.cfg.chat_template}
         yield self.doc(text, self.record_id(record, where), where=where, messages=messages,
                        loss_on_input=loss_on_input, **template)

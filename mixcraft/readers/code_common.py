@@ -20,9 +20,12 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+from mixcraft.core.ledger import Ledger
 from mixcraft.readers.base import decode_text, looks_binary
+from mixcraft.schema import Invalid, Positive
 
 VENDORED_DIRS = {"node_modules", "vendor", "vendored", "third_party", "3rdparty", "bower_components",
                  ".git", ".hg", ".svn", "__pycache__", ".tox", ".venv", "venv", "site-packages"}
@@ -35,8 +38,24 @@ GENERATED_SNIFF_CHARS = 500
 DEFAULT_HEADER = "--- {path} ---\n"
 DEFAULT_SEPARATOR = "\n\n"
 DEFAULT_MAX_FILE_BYTES = 1_000_000
-# Reader parameters both code readers accept.
-FILE_RULE_PARAMS = {"include": list, "exclude": list, "max_file_bytes": int, "header": str, "separator": str}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileRuleParams:
+    """Reader parameters both code readers accept: which files, and how they are joined."""
+
+    include: tuple[str, ...] = ()  # globs; when given, only matching files are kept
+    exclude: tuple[str, ...] = ()
+    max_file_bytes: Annotated[int, Positive] = DEFAULT_MAX_FILE_BYTES
+    header: str = DEFAULT_HEADER  # written before each file; `{path}` is its path in the repository
+    separator: str = DEFAULT_SEPARATOR
+
+    def check_header(self) -> None:
+        try:
+            self.header.format(path="x")
+        except (KeyError, IndexError, ValueError):
+            raise Invalid(f"{self.header!r}: the only placeholder is {{path}} (write literal braces as {{{{ and }}}})",
+                          "header") from None
 
 
 def order_key(path: str) -> tuple[int, str]:
@@ -53,10 +72,10 @@ def language_of(path: str) -> str:
 class FileRules:
     """Decides which files of a repository are kept; every refusal is a counted note."""
 
-    def __init__(self, cfg: dict[str, Any], ledger):
-        self.include = cfg.get("include", [])
-        self.exclude = cfg.get("exclude", [])
-        self.max_file_bytes = cfg.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
+    def __init__(self, cfg: FileRuleParams, ledger: Ledger):
+        self.include = cfg.include
+        self.exclude = cfg.exclude
+        self.max_file_bytes = cfg.max_file_bytes
         self.ledger = ledger
 
     def keep_path(self, rel: str, where: str) -> bool:
@@ -105,16 +124,14 @@ class FileRules:
         return text
 
 
-def join_repo(files: list[tuple[str, str]], cfg: dict[str, Any], languages: Counter | None = None
+def join_repo(files: list[tuple[str, str]], cfg: FileRuleParams, languages: Counter | None = None
               ) -> tuple[str, dict[str, Any]]:
     """One repository's document text and metadata from its kept (path, text) files.
 
     Sorts `files` in the documented order. `languages` overrides the extension-based count
     (datasets such as The Stack carry a `lang` column)."""
     files = sorted(files, key=lambda f: order_key(f[0]))
-    header = cfg.get("header", DEFAULT_HEADER)
-    sep = cfg.get("separator", DEFAULT_SEPARATOR)
-    text = sep.join(header.format(path=rel) + content for rel, content in files)
+    text = cfg.separator.join(cfg.header.format(path=rel) + content for rel, content in files)
     langs = languages if languages is not None else Counter(language_of(rel) for rel, _ in files)
     meta = {"n_files": len(files), "languages": dict(langs.most_common()),
             "size_bytes": len(text.encode("utf-8", "surrogatepass"))}

@@ -31,18 +31,19 @@ import shutil
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
 
-from mixcraft.errors import UserError
 from mixcraft.core.ledger import Ledger
-from mixcraft.readers.base import Reader, Unit, expand_paths
-from mixcraft.readers.code_common import FILE_RULE_PARAMS, FileRules, join_repo, language_of
-from mixcraft.readers.hf import HF_PARAMS, hf_records
+from mixcraft.errors import UserError
+from mixcraft.readers.base import FilesOrHub, Reader, Unit, expand_paths
+from mixcraft.readers.code_common import FileRuleParams, FileRules, join_repo, language_of
+from mixcraft.readers.hf import hf_records
 from mixcraft.readers.text import (
     JSONL_SUFFIXES,
     MAX_LINE_BYTES,
@@ -51,12 +52,28 @@ from mixcraft.readers.text import (
     iter_jsonl,
     iter_parquet,
 )
+from mixcraft.schema import Positive
 
 FLUSH_BYTES = 64 << 20  # rows buffered before a flush to disk: the pass's memory bound
 PARTITION_BYTES = 64 << 20  # input bytes per partition by default: a task's memory bound
 SCHEMA = pa.schema([("repo", pa.string()), ("path", pa.string()), ("content", pa.string()),
                     ("lang", pa.string())])
-_HF_KEYS = {k: v for k, v in HF_PARAMS.items() if k not in ("text_field", "id_field")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeFilesConfig(FileRuleParams, FilesOrHub):
+    type_name: ClassVar[str] = "code_files"
+    suffixes: ClassVar[tuple[str, ...]] = JSONL_SUFFIXES + PARQUET_SUFFIXES
+    repo_field: str = "max_stars_repo_name"
+    path_field: str = "max_stars_repo_path"
+    content_field: str = "content"
+    lang_field: str | None = None
+    partitions: Annotated[int, Positive] | None = None  # default: one per ~64 MiB of input, >= tasks
+    max_line_bytes: Annotated[int, Positive] = MAX_LINE_BYTES
+
+    def __post_init__(self) -> None:
+        FilesOrHub.__post_init__(self)
+        self.check_header()
 
 
 def partition_of(repo: str, n_parts: int) -> int:
@@ -91,32 +108,29 @@ class _PartitionWriter:
 
 
 class CodeFilesReader(Reader):
-    suffixes = JSONL_SUFFIXES + PARQUET_SUFFIXES
-    params = {"paths": list, "repo_field": str, "path_field": str, "content_field": str, "lang_field": str,
-              "partitions": int, "max_line_bytes": int, **FILE_RULE_PARAMS, **_HF_KEYS}
-    required = ()
+    cfg: CodeFilesConfig
 
     # -- pass 1: partition -------------------------------------------------------------------
 
     def _input_files(self) -> list[Path]:
-        files = expand_paths(self.cfg["paths"], JSONL_SUFFIXES + PARQUET_SUFFIXES, self.listing_note)
+        files = expand_paths(self.cfg.paths, JSONL_SUFFIXES + PARQUET_SUFFIXES, self.listing_note)
         if not files:
-            raise UserError(f"source {self.source}: no JSONL or Parquet files under {self.cfg['paths']} "
+            raise UserError(f"source {self.source}: no JSONL or Parquet files under {list(self.cfg.paths)} "
                             "(code_files reads .jsonl[.gz|.zst] and .parquet)")
         return files
 
     def _identity(self, n_tasks: int) -> dict[str, Any]:
-        if "dataset" in self.cfg:
-            inputs: list = [self.cfg["dataset"]]
+        if self.cfg.dataset is not None:
+            inputs: list = [self.cfg.dataset]
             total = 0
         else:
             files = self._input_files()
             inputs = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
             total = sum(size for _, size, _ in inputs)
-        n_parts = self.cfg.get("partitions") or max(n_tasks, math.ceil(total / PARTITION_BYTES))
+        n_parts = self.cfg.partitions or max(n_tasks, math.ceil(total / PARTITION_BYTES))
         keys = ("repo_field", "path_field", "content_field", "lang_field", "where", "split", "config",
                 "data_files", "revision")
-        return {"inputs": inputs, "partitions": n_parts, "cfg": {k: self.cfg.get(k) for k in keys}}
+        return {"inputs": inputs, "partitions": n_parts, "cfg": {k: getattr(self.cfg, k) for k in keys}}
 
     def prepare(self, folder: Path, n_tasks: int) -> None:
         """Hash-partition every row by repository into `folder` (skipped when already done).
@@ -140,14 +154,14 @@ class CodeFilesReader(Reader):
         tmp.rename(folder)
 
     def _rows(self, ledger: Ledger) -> Iterator[tuple[str, dict]]:
-        if "dataset" in self.cfg:
+        if self.cfg.dataset is not None:
             yield from hf_records(self.cfg, 0, 1, ledger)
             return
-        where_filter = self.cfg.get("where", {})
+        where_filter = self.cfg.where
         for path in self._input_files():
             try:
                 rows = (iter_parquet(path, ledger) if path.name.endswith(PARQUET_SUFFIXES)
-                        else iter_jsonl(path, ledger, self.cfg.get("max_line_bytes", MAX_LINE_BYTES)))
+                        else iter_jsonl(path, ledger, self.cfg.max_line_bytes))
                 for n, record in rows:
                     if where_filter and not all(get_field(record, k) == v for k, v in where_filter.items()):
                         ledger.note("not_selected")
@@ -160,12 +174,11 @@ class CodeFilesReader(Reader):
 
     def _row(self, record: dict, where: str, ledger: Ledger) -> dict[str, str | None] | None:
         row = {}
-        for key, field, default in (("repo", "repo_field", "max_stars_repo_name"),
-                                    ("path", "path_field", "max_stars_repo_path"),
-                                    ("content", "content_field", "content")):
-            value = get_field(record, self.cfg.get(field, default))
+        for key, field in (("repo", self.cfg.repo_field), ("path", self.cfg.path_field),
+                           ("content", self.cfg.content_field)):
+            value = get_field(record, field)
             if not isinstance(value, str) or (key != "content" and not value):
-                ledger.note(f"missing_{key}", f"{where}: no string field {self.cfg.get(field, default)!r}")
+                ledger.note(f"missing_{key}", f"{where}: no string field {field!r}")
                 return None
             row[key] = value
         try:
@@ -173,7 +186,7 @@ class CodeFilesReader(Reader):
         except UnicodeEncodeError:  # a lone surrogate escaped in JSON ("\ud800") is not text
             ledger.note("invalid_utf8", where)
             return None
-        lang = get_field(record, self.cfg["lang_field"]) if "lang_field" in self.cfg else None
+        lang = get_field(record, self.cfg.lang_field) if self.cfg.lang_field else None
         row["lang"] = lang if isinstance(lang, str) else None
         return row
 

@@ -21,15 +21,42 @@ import subprocess
 import tarfile
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import ClassVar
 
 from datatrove.data import Document
 
-from mixcraft.readers.base import Reader, Unit
-from mixcraft.readers.code_common import FILE_RULE_PARAMS, FileRules, join_repo
+from mixcraft.core.ledger import Ledger
+from mixcraft.core.recipe import ReaderConfig
+from mixcraft.readers.base import Reader, Unit, path_problems
+from mixcraft.readers.code_common import FileRuleParams, FileRules, join_repo
+from mixcraft.schema import Invalid, RelPath
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz", ".zip")
 _S_IFLNK = 0o120000  # a zip member whose Unix mode says "symlink" holds the link target as its data
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeReposConfig(FileRuleParams, ReaderConfig):
+    type_name: ClassVar[str] = "code_repos"
+    paths: tuple[RelPath, ...]  # folders holding repositories (subfolders, git clones, archives)
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise Invalid("name at least one folder of repositories", "paths")
+        self.check_header()
+
+    def input_problems(self) -> list[tuple[str, str]]:
+        problems = path_problems(self.paths, (), self.type_name)
+        for i, p in enumerate(self.paths):
+            if Path(p).is_file():
+                problems.append((f"paths[{i}]", f"{Path(p).name} is a file; code_repos takes folders holding "
+                                 "repositories (subfolders, git clones or archives), so name the folder that holds it"))
+        return problems
+
+    def describe(self) -> str:
+        return ", ".join(Path(p).name for p in self.paths)
 
 
 def _strip_common_root(names: list[str]) -> list[str]:
@@ -61,12 +88,15 @@ def repo_name(unit_key: str) -> str:
 
 
 class CodeReposReader(Reader):
-    params = {"paths": list, **FILE_RULE_PARAMS}
-    required = ("paths",)
+    cfg: CodeReposConfig
+
+    def __init__(self, source: str, cfg: CodeReposConfig, ledger: Ledger, work_dir: Path | None = None):
+        super().__init__(source, cfg, ledger, work_dir)
+        self.rules = FileRules(cfg, ledger)
 
     def list_units(self) -> list[Unit]:
         units = []
-        for root in self.cfg["paths"]:
+        for root in self.cfg.paths:
             for entry in sorted(Path(root).iterdir()):
                 if entry.is_symlink():
                     self.listing_note("symlink", str(entry))
@@ -79,7 +109,6 @@ class CodeReposReader(Reader):
 
     def read_unit(self, unit: Unit) -> Iterator[Document]:
         path = Path(unit.path)
-        self.rules = FileRules(self.cfg, self.ledger)
         try:
             files = list(self._archive_files(path) if path.is_file() else self._dir_files(path))
         except PermissionError:

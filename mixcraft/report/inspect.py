@@ -16,27 +16,30 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
-from mixcraft.errors import UserError
-from mixcraft.report.summary import load_manifest
+from mixcraft.core.manifest import Manifest, read_manifest
+from mixcraft.core.outdir import PREMIX_DIR
 from mixcraft.core.tokenize import load_tokenizer
+from mixcraft.errors import UserError
+from mixcraft.mds import read_row
 
 
-def _pick_stream(manifest: dict, source: str | None, bucket: str | None) -> dict:
-    if source == "premixed" and "premixed" in manifest:
-        return {"path": manifest["premixed"]["path"]}
-    streams = manifest["streams"]
+def _pick_stream(m: Manifest, source: str | None, bucket: str | None) -> str:
+    """The subset path to show: the source's (first) bucket, or the pre-mixed stream."""
+    if source == PREMIX_DIR and m.premixed is not None:
+        return m.premixed.path
+    streams = m.streams
     if source is not None:
-        streams = [s for s in streams if s["source"] == source]
+        streams = m.source_streams(source)
         if not streams:
-            have = sorted({s["source"] for s in manifest["streams"]})
+            have = sorted({s.source for s in m.streams})
             raise UserError(f"--source {source!r}: no such source in this build (have: {', '.join(have)})")
     if bucket is not None:
-        picked = [s for s in streams if s["bucket"] == bucket]
+        picked = [s for s in streams if s.bucket == bucket]
         if not picked:
-            raise UserError(f"--bucket {bucket!r}: not a bucket of {streams[0]['source']} "
-                            f"(have: {', '.join(s['bucket'] for s in streams)})")
+            raise UserError(f"--bucket {bucket!r}: not a bucket of {streams[0].source} "
+                            f"(have: {', '.join(s.bucket for s in streams)})")
         streams = picked
-    return streams[0]
+    return streams[0].path
 
 
 def _shorten(text: str, chars: int) -> str:
@@ -47,16 +50,14 @@ def _shorten(text: str, chars: int) -> str:
 
 
 def show_row(out: Path, *, source: str | None, bucket: str | None, row: int, chars: int, console: Console) -> None:
-    from mixcraft.mds import read_row
-
-    manifest = load_manifest(out)
-    stream = _pick_stream(manifest, source, bucket)
-    r = read_row(out / stream["path"], row)
-    tok = load_tokenizer(manifest["tokenizer"]["file"] or manifest["tokenizer"]["name"])
+    manifest = read_manifest(out)
+    path = _pick_stream(manifest, source, bucket)
+    r = read_row(out / path, row)
+    tok = load_tokenizer(manifest.tokenizer.file or manifest.tokenizer.name)
     ids = np.asarray(r["input_ids"])
     mask = np.asarray(r["mask"]) if "mask" in r else None
     spans = r["indices"]
-    console.print(f"[bold]{stream['path']}[/] row {row}: {len(ids):,} tokens, {len(spans)} pieces "
+    console.print(f"[bold]{path}[/] row {row}: {len(ids):,} tokens, {len(spans)} pieces "
                   f"({max(len(spans) - 1, 0)} document boundaries), domain {r['domain']}", highlight=False)
     console.print(boundary_map(spans.tolist(), len(ids)))
     for k, (a, b) in enumerate(spans.tolist()):

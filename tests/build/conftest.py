@@ -33,11 +33,11 @@ def recipe_path(corpus, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def reference(recipe_path, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """An uninterrupted local build with 2 workers: the bytes every other build must match."""
-    from mixcraft.build.run import build
-    from mixcraft.recipe import load_recipe
+    from mixcraft.build.load import load_recipe
+    from mixcraft.build.run import BuildOptions, build
 
     out = tmp_path_factory.mktemp("ref") / "out"
-    build(load_recipe(recipe_path), out, workers=2, show_progress=False)
+    build(load_recipe(recipe_path), out, BuildOptions(workers=2, show_progress=False))
     hashes = output_hashes(out)
     assert sum(k.endswith(".mds.zstd") for k in hashes) >= 8, "reference build wrote too few shards"
     return out, hashes

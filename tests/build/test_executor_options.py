@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mixcraft.build.executors import ExecutorOptions, parse_executor_opts
 from mixcraft.errors import UserError
-from mixcraft.build.executors import parse_executor_opts
 
 
 def test_slurm_options_are_checked():
@@ -35,8 +35,9 @@ def test_ray_missing_says_what_to_install(recipe_path, tmp_path):
 
     if importlib.util.find_spec("ray") is not None:
         pytest.skip("ray is installed")
-    from mixcraft.build.run import build
-    from mixcraft.recipe import load_recipe
+    from mixcraft.build.load import load_recipe
+    from mixcraft.build.run import BuildOptions, build
 
     with pytest.raises(UserError, match=r"--executor ray needs Ray: pip install 'ray\[default\]==2.60.0'"):
-        build(load_recipe(recipe_path), tmp_path / "out", executor="ray", show_progress=False)
+        build(load_recipe(recipe_path), tmp_path / "out", BuildOptions(executor=ExecutorOptions.parse("ray", []),
+                                                                       show_progress=False))

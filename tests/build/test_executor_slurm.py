@@ -18,8 +18,8 @@ from pathlib import Path
 import dill
 from buildhelp import cli_env, output_hashes
 
+from mixcraft.build.load import load_recipe
 from mixcraft.build.run import WORK_DIR, plan_tasks
-from mixcraft.recipe import load_recipe
 
 FAKE_SBATCH = """#!/bin/sh
 # Record the script (last argument) and the options, answer like sbatch.

@@ -13,16 +13,17 @@ from pathlib import Path
 import pytest
 from buildhelp import cli_env, output_hashes
 
-from mixcraft.build.run import WORK_DIR, build, plan_tasks
+from mixcraft.build.load import load_recipe
+from mixcraft.build.plan import plan_tasks
+from mixcraft.build.run import BuildOptions, build
+from mixcraft.core.outdir import WORK_DIR, lock_folder
 from mixcraft.errors import UserError
-from mixcraft.core.outdir import lock_folder
-from mixcraft.recipe import load_recipe
 
 
 def test_same_bytes_with_one_worker(reference, recipe_path, tmp_path):
     _, want = reference
     out = tmp_path / "w1"
-    build(load_recipe(recipe_path), out, workers=1, show_progress=False)
+    build(load_recipe(recipe_path), out, BuildOptions(workers=1, show_progress=False))
     assert output_hashes(out) == want
 
 
@@ -83,7 +84,7 @@ def test_rerun_after_death_during_merge_gives_identical_shards(reference, recipe
     shutil.copytree(src, out)
     (out / "manifest.json").unlink()
     (out / "code" / "1024" / "index.json").write_text("{half-written")
-    build(load_recipe(recipe_path), out, workers=2, show_progress=False)  # every task is done: merge only
+    build(load_recipe(recipe_path), out, BuildOptions(workers=2, show_progress=False))  # every task is done: merge only
     assert output_hashes(out) == want
 
 
@@ -102,7 +103,7 @@ def test_stale_part_of_a_killed_task_is_replaced(reference, recipe_path, tmp_pat
     for f in part.iterdir():
         f.write_bytes(b"garbage")
     (part / "shard.00007.mds.zstd").write_bytes(b"from a different run")
-    build(load_recipe(recipe_path), out, workers=1, show_progress=False)
+    build(load_recipe(recipe_path), out, BuildOptions(workers=1, show_progress=False))
     assert output_hashes(out) == want
 
 
@@ -112,9 +113,9 @@ def test_a_second_build_into_the_same_folder_is_refused(reference, recipe_path, 
     src, _ = reference
     out = tmp_path / "busy"
     shutil.copytree(src, out)
-    with lock_folder(out, WORK_DIR):
+    with lock_folder(out):
         with pytest.raises(UserError, match="another build is writing this folder"):
-            build(load_recipe(recipe_path), out, workers=1, show_progress=False)
+            build(load_recipe(recipe_path), out, BuildOptions(workers=1, show_progress=False))
 
 
 def test_missing_task_results_stop_the_merge_with_a_clear_error(reference, recipe_path, tmp_path):
@@ -143,5 +144,5 @@ def test_a_failing_task_stops_the_build_with_its_own_message(corpus, tmp_path):
         {"name": "broken", "reader": {"type": "text", "paths": [str(bad)]}, "proportion": 0.5}])
     # Either task may fail first (short.jsonl holds an empty record too); each says where and why.
     with pytest.raises(UserError, match=r"\.jsonl:\d+: .*\(run without --strict to skip and count it\)"):
-        build(load_recipe(recipe), tmp_path / "out", workers=2, strict=True, show_progress=False)
+        build(load_recipe(recipe), tmp_path / "out", BuildOptions(workers=2, strict=True, show_progress=False))
     assert not (tmp_path / "out" / "manifest.json").exists()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pydoc_data.topics import topics  # real English prose: the Python language reference
 
 import numpy as np
 import pytest
 
-MH = {"threshold": 0.8, "n_grams": 5, "num_buckets": 14, "hashes_per_bucket": 8, "seed": 1}
+from mixcraft.core.recipe import Dedup, MinhashParams
+
+MH = MinhashParams(threshold=0.8, n_grams=5, num_buckets=14, hashes_per_bucket=8, seed=1)
 
 
 def near_copy(text: str, changed: float = 0.05) -> str:
@@ -40,7 +43,7 @@ def test_index_keeps_first_copy_and_uses_the_threshold(tmp_path):
     similarity = float(np.mean(hasher.signature(base) == hasher.signature(near)))
     assert 0.8 <= similarity < 0.99, similarity  # a ~95%-same text sits between the two thresholds
     for threshold, verdict in ((0.8, ("near_duplicate", "a")), (0.99, None)):
-        index = DedupIndex({"exact": True, "minhash": {**MH, "threshold": threshold}}, tmp_path)
+        index = DedupIndex(Dedup(exact=True, minhash=dataclasses.replace(MH, threshold=threshold)), tmp_path)
         assert index.check("a", base) is None
         assert index.check("b", base) == ("exact_duplicate", "a")
         assert index.check("c", near) == verdict
@@ -94,7 +97,7 @@ def test_dedup_recipe_errors_are_one_line(tmp_path, cli):
     (tmp_path / "r.yaml").write_text(RECIPE.format(threshold=1.5))
     proc = cli("build", str(tmp_path / "r.yaml"), "--dry-run")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "r.yaml: dedup.minhash.threshold: 1.5 is not in (0, 1]" in proc.stderr
+    assert "r.yaml: dedup.minhash.threshold: must be <= 1, got 1.5" in proc.stderr
     (tmp_path / "r.yaml").write_text(RECIPE.format(threshold=0.8).replace("exact: true", "exakt: true"))
     proc = cli("build", str(tmp_path / "r.yaml"), "--dry-run")
     assert "dedup.exakt: unknown key 'exakt' (did you mean 'exact'?)" in proc.stderr

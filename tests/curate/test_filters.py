@@ -13,22 +13,34 @@ import numpy as np
 import pytest
 from datatrove.data import Document
 
-from mixcraft.curate.filters import build_filters
+from mixcraft.build.load import check_inputs, parse_recipe
+from mixcraft.core.recipe import FilterConfig
+from mixcraft.curate.filters import FILTERS, build_filters
+from mixcraft.errors import UserError
+from mixcraft.schema import Where, parse
 
 PROSE = topics["assignment"]  # real English prose: the Python reference on assignment statements
 SPAM = "buy cheap pills now " * 300
 
 
-def _verdicts(cfgs, text, work=None):
-    return [f.check(Document(text=text, id="d")) for f in build_filters(cfgs, work_dir=work)]
+def _filters(cfgs, work):
+    """The checks of recipe-style filter mappings, as a build makes them."""
+    typed = tuple(parse(FILTERS[c["type"]], c, Where("test.yaml", "filters")) for c in cfgs)
+    assert all(isinstance(t, FilterConfig) for t in typed)
+    return build_filters(typed, work)
 
 
-def test_quality_filters_keep_prose_and_drop_repetitive_spam():
+def _verdicts(cfgs, text, work):
+    """None for a kept document, else the drop reason (one per filter)."""
+    return [f.check(Document(text=text, id="d"))[1] for f in _filters(cfgs, work)]
+
+
+def test_quality_filters_keep_prose_and_drop_repetitive_spam(tmp_path):
     cfgs = [{"type": "gopher_repetition"}, {"type": "gopher_quality", "min_doc_words": 50},
             {"type": "c4_quality", "filter_no_terminal_punct": False}, {"type": "fineweb_quality"}]
     prose = "\n".join(p.replace("\n", " ") for p in PROSE.split("\n\n") if p.strip().endswith("."))
-    assert _verdicts(cfgs, prose) == [None, None, None, None]
-    spam = _verdicts(cfgs, SPAM)
+    assert _verdicts(cfgs, prose, tmp_path) == [None, None, None, None]
+    spam = _verdicts(cfgs, SPAM, tmp_path)
     assert spam[0] and spam[0].startswith("dup_") or spam[0].startswith("top_"), spam
     assert all(v is not None for v in spam[:2])
 
@@ -51,18 +63,15 @@ def test_decontamination_drops_documents_sharing_an_eval_ngram(tmp_path):
 
 
 def test_decontamination_config_errors(tmp_path):
-    from mixcraft.errors import UserError
-    from mixcraft.recipe import parse_recipe
-
     (tmp_path / "d.jsonl").write_text('{"text": "x"}\n')
     recipe = {"name": "t", "seq_len": 64, "sources": [{"name": "a", "reader": {"type": "text", "paths": ["d.jsonl"]},
                                                        "proportion": 1.0, "filters": []}]}
-    for flt, message in [({"type": "decontaminate", "eval_set": "missing.jsonl"}, r"eval_set: file 'missing.jsonl'"),
+    for flt, message in [({"type": "decontaminate", "eval_set": "missing.jsonl"}, r"eval_set: file '.*missing.jsonl' not found"),
                          ({"type": "decontaminate", "eval_set": "d.jsonl", "ngram": 8}, r"unknown key 'ngram' \(allowed: eval_set, n, text_field\)"),
-                         ({"type": "language", "model": "lid.bin"}, r"fastText model 'lid.bin' not found")]:
+                         ({"type": "language", "model": "lid.bin"}, r"fastText model '.*lid.bin' not found")]:
         recipe["sources"][0]["filters"] = [flt]
         with pytest.raises(UserError, match=r"r\.yaml: sources\[a\]\.filters\[0\].*" + message):
-            parse_recipe(json.loads(json.dumps(recipe)), "r.yaml", tmp_path)
+            check_inputs(parse_recipe(json.loads(json.dumps(recipe)), "r.yaml", tmp_path))
 
 
 class _FakeFastText:
@@ -86,18 +95,16 @@ def test_language_filter_wiring(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "fasttext.FastText", fasttext.FastText)
     model = tmp_path / "lid.bin"
     model.write_bytes(b"model")
-    (flt,) = build_filters([{"type": "language", "model": str(model), "languages": ["en"], "threshold": 0.65}])
+    (flt,) = _filters([{"type": "language", "model": str(model), "languages": ["en"], "threshold": 0.65}], tmp_path)
     english = Document(text="the cat sat on\nthe mat", id="en")
-    assert flt.check(english) is None and english.metadata["language"] == "en"
-    assert flt.check(Document(text="le chat est sur le tapis", id="fr")) == "wrong_language"
+    assert flt.check(english) == (True, None) and english.metadata["language"] == "en"
+    assert flt.check(Document(text="le chat est sur le tapis", id="fr")) == (False, "wrong_language")
     assert _FakeFastText.loaded == [str(model)]
 
 
 def test_language_filter_without_fasttext_is_one_clear_line(tmp_path, monkeypatch):
-    from mixcraft.errors import UserError
-
     monkeypatch.setitem(sys.modules, "fasttext", None)  # import fails
-    (flt,) = build_filters([{"type": "language", "model": str(tmp_path / "m.bin")}])
+    (flt,) = _filters([{"type": "language", "model": str(tmp_path / "m.bin")}], tmp_path)
     with pytest.raises(UserError, match="pip install fasttext-numpy2-wheel"):
         flt.check(Document(text="hello", id="x"))
 
@@ -108,8 +115,9 @@ LID_MODEL = Path(os.environ.get("MIXCRAFT_FASTTEXT_MODEL",
 
 
 @pytest.mark.skipif(not LID_MODEL.is_file(), reason=f"no fastText model at {LID_MODEL} (none can be downloaded)")
-def test_language_filter_with_a_real_model():
+def test_language_filter_with_a_real_model(tmp_path):
     pytest.importorskip("fasttext")
-    (flt,) = build_filters([{"type": "language", "model": str(LID_MODEL), "languages": ["en"]}])
-    assert flt.check(Document(text=PROSE, id="en")) is None
-    assert flt.check(Document(text="Le chat est assis sur le tapis et regarde la pluie.", id="fr")) == "wrong_language"
+    (flt,) = _filters([{"type": "language", "model": str(LID_MODEL), "languages": ["en"]}], tmp_path)
+    assert flt.check(Document(text=PROSE, id="en")) == (True, None)
+    assert flt.check(Document(text="Le chat est assis sur le tapis et regarde la pluie.", id="fr")) == (
+        False, "wrong_language")

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers import reader_config, run_cli
+from mixcraft.core.ledger import Ledger
+from mixcraft.readers import make_reader
 
 
 def _read_source(cfg: dict, tmp_path: Path, *, n_tasks: int = 1, strict: bool = False, name: str = "src"):
     """All documents of a reader config over `n_tasks` tasks, and the tasks' ledgers, as a
     build runs them (the prepare pass first, then each task with its own ledger)."""
-    from mixcraft.core.ledger import Ledger
-    from mixcraft.readers import make_reader
-
+    cfg = reader_config(cfg, tmp_path)
     work = tmp_path / "work" / name
     make_reader(name, cfg, Ledger(name, strict=strict), work_dir=work).prepare(work, n_tasks)
     docs, ledgers = [], []
@@ -35,20 +32,6 @@ def read_source(tmp_path):
     return lambda cfg, **kw: _read_source(cfg, tmp_path, **kw)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m mixcraft ARGS` importing this checkout's package."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "mixcraft", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 @pytest.fixture
 def cli():
     return run_cli
-
-
-@pytest.fixture(scope="session")
-def tok():
-    from mixcraft.core.tokenize import load_tokenizer
-
-    return load_tokenizer("llama3")

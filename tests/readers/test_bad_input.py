@@ -71,9 +71,11 @@ def test_unusable_sources_are_one_clear_line(tmp_path, cli):
     for path in ("repos/notes.csv", "missing"):
         text = RECIPE.format(extra="").replace("paths: [repos]", f"paths: [{path}]")
         (tmp_path / "r.yaml").write_text(text)
-        proc = cli("build", str(tmp_path / "r.yaml"), "--dry-run")
+        assert cli("build", str(tmp_path / "r.yaml"), "--dry-run").returncode == 0, "the plan needs no data"
+        proc = cli("build", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "out"))
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert "r.yaml: sources[code].reader.paths[0]: " in proc.stderr
+        assert not (tmp_path / "out").exists(), "refused before anything is written"
     (tmp_path / "r.yaml").write_text(RECIPE.format(extra="").replace("paths: [short]", "paths: [short/blob.bin]"))
-    proc = cli("build", str(tmp_path / "r.yaml"), "--dry-run")
-    assert "sources[short].reader.paths[0]: blob.bin: unsupported format for a Text source" in proc.stderr
+    proc = cli("build", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "out"))
+    assert "sources[short].reader.paths[0]: blob.bin: unsupported format for a text source" in proc.stderr

@@ -8,6 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from helpers import reader_config
+
 FILES = {  # repo -> {path: content}
     "octo/alpha": {"README.md": "# alpha\n", "alpha/core.py": "def core():\n    pass\n",
                    "alpha/__init__.py": "from .core import core\n", "tests/test_core.py": "def test(): pass\n"},
@@ -88,7 +90,7 @@ def test_prepare_pass_is_reused_when_inputs_match(tmp_path):
 
     data = _write_dataset(tmp_path / "stack")
     work = tmp_path / "work"
-    cfg = {"type": "code_files", "paths": [str(data)]}
+    cfg = reader_config({"type": "code_files", "paths": [str(data)]})
     CodeFilesReader("s", cfg, Ledger("s"), work).prepare(work, 1)
     stamp = (work / "done.json").stat().st_mtime_ns
     CodeFilesReader("s", cfg, Ledger("s"), work).prepare(work, 1)

@@ -11,6 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from helpers import reader_config
+
 RECORDS = [{"id": f"d{i}", "text": f"Document number {i} talks about topic {i}.", "meta": {"set": s}}
            for i, s in enumerate(["web", "book", "web", "book", "web"])]
 
@@ -146,12 +148,14 @@ def test_missing_hf_dataset_is_one_clear_line(tmp_path, read_source):
 
 def test_limit_reads_exactly_limit_documents(tmp_path):
     """--limit must not pull one document more than it passes on (the ledger would not add up)."""
+    from mixcraft.build.progress import TaskProgress
+    from mixcraft.build.steps import ReadSource, TaskLedgers
     from mixcraft.core.ledger import Ledger
     from mixcraft.readers import make_reader
-    from mixcraft.build.steps import take_docs
 
     (tmp_path / "a.jsonl").write_bytes(_jsonl_bytes(RECORDS))
-    ledger = Ledger("s")
-    reader = make_reader("s", {"type": "text", "paths": [str(tmp_path)]}, ledger)
-    reader.task_units(0, 1)
-    assert len(list(take_docs(reader.read(0, 1), 3))) == 3 and ledger.docs_read == 3
+    ledgers = TaskLedgers(Ledger("s"))
+    cfg = reader_config({"type": "text", "paths": [str(tmp_path)]})
+    read = ReadSource(lambda led: make_reader("s", cfg, led), ledgers, task=0, n_tasks=1, passes=1, max_docs=3,
+                      progress=TaskProgress(tmp_path / "p.json", "s", 0))
+    assert len(list(read())) == 3 and ledgers.main.docs_read == 3

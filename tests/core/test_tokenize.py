@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from helpers import STDLIB
-from mixcraft.errors import UserError
 from mixcraft.core.tokenize import load_tokenizer, safe_splits
+from mixcraft.errors import UserError
 
 
 def test_llama3_hello_world(tok):

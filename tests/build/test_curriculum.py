@@ -3,25 +3,25 @@ documents split between the stages, stats and verify over the whole curriculum."
 
 import json
 
-from mixture_corpus import source, write_recipe
+from mixcorpus import source, write_recipe
 
-from mixcraft.build.curriculum import build_curriculum
-from mixcraft.recipe import load_recipe
+from mixcraft.build.load import load_recipe
+from mixcraft.build.run import BuildOptions, build_curriculum
 from mixcraft.report.verify import verify_output
 
 STAGES = [{"name": "short", "seq_len": 512, "share": 0.3}, {"name": "full", "seq_len": 1024, "share": 0.7}]
 
 
-def test_curriculum_builds_each_stage_on_its_own_documents(corpus, tmp_path, mixcraft):
+def test_curriculum_builds_each_stage_on_its_own_documents(mix_corpus, tmp_path, mixcraft):
     recipe = write_recipe(tmp_path / "curriculum.yaml", {
         "name": "cur", "seed": 9, "seq_len": 1024, "stages": STAGES,
-        "sources": [source("topics", "text", corpus["topics"], proportion=0.5),
-                    source("chat", "chat", corpus["chat"], proportion=0.5, max_docs=200)]})
+        "sources": [source("topics", "text", mix_corpus["topics"], proportion=0.5),
+                    source("chat", "chat", mix_corpus["chat"], proportion=0.5, max_docs=200)]})
     out = tmp_path / "out"
     code, stdout, stderr = mixcraft("build", recipe, "--dry-run")
     assert code == 0, stderr
     assert "stage short (1 of 2): 30% of the tokens" in stdout and "seq_len 512" in stdout
-    build_curriculum(load_recipe(recipe), out, workers=2, show_progress=False)
+    build_curriculum(load_recipe(recipe), out, BuildOptions(workers=2, show_progress=False))
     plan = json.loads((out / "curriculum.json").read_text())
     assert [(s["name"], s["seq_len"]) for s in plan["stages"]] == [("short", 512), ("full", 1024)]
     manifests = [json.loads((out / s["path"] / "manifest.json").read_text()) for s in plan["stages"]]

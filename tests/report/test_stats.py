@@ -4,13 +4,15 @@ every deviation over 1 pp, `--json`, `--streams`, and the `--report` plots and H
 import base64
 import json
 import re
-import subprocess
 
 import pytest
-from mixture_corpus import cli, cli_env
 
+from helpers import spawn_cli
 from mixcraft.core.lengths import LengthHistogram
-from mixcraft.report.summary import stats_dict
+from mixcraft.core.manifest import Manifest, read_manifest
+from mixcraft.report.explain import explain_deviations
+from mixcraft.report.summary import source_rows, summarize
+from mixcraft.schema import Where, parse
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -70,8 +72,8 @@ def test_deviations_are_explained(knobs_build, mixcraft):
 
 
 def test_length_columns_come_from_the_histograms(knobs_build):
-    _, manifest = knobs_build
-    stats = stats_dict(manifest)
+    out, manifest = knobs_build
+    stats = summarize(read_manifest(out)).to_data()
     for s, row in zip(manifest["streams"], stats["streams"], strict=True):
         h = LengthHistogram.from_dict(s["doc_lengths"])
         assert h.n == s["docs"] > 0, "one length per kept document"
@@ -82,7 +84,7 @@ def test_length_columns_come_from_the_histograms(knobs_build):
 def test_table_output_names_the_reasons(knobs_build):
     """A real `mixcraft stats` process, as a user runs it."""
     out, _ = knobs_build
-    res = subprocess.run(cli("stats", str(out)), capture_output=True, text=True, env=cli_env())
+    res = spawn_cli("stats", out)  # a pipe, as a script reads it
     assert res.returncode == 0, res.stderr
     assert "thin: off target: budget not reached: source exhausted" in " ".join(res.stdout.split())
     for col in ("target", "actual", "dev pp", "median", "p90", "padding", "dropped"):
@@ -127,25 +129,29 @@ def test_report_writes_readable_pngs_and_a_self_contained_page(knobs_build, tmp_
 def test_a_long_bucket_that_runs_short_is_named():
     """ProLong's 512K layout when too few books reach 512K tokens: the 64K bucket fills, the
     512K one does not, and the reason says so."""
-    from mixcraft.report.explain import explain_deviations
-    from mixcraft.report.summary import source_rows
-
     def stream(source, bucket, tokens, target_tokens, proportion):
         return {"source": source, "bucket": bucket, "path": f"{source}/{bucket}", "tokens": tokens, "rows": 1,
                 "docs": 1, "split": 0, "padding": 0, "tail_tokens": 0, "proportion": proportion,
-                "target_tokens": target_tokens}
+                "target_proportion": proportion, "target_tokens": target_tokens, "domain": source, "mask": False,
+                "packing": "prolong", "pieces": 1}
 
-    led = {"docs": {"read": 10, "kept": 9, "split": 0, "dropped": {"too_short": 1}},
+    def summary(proportion, reached, buckets):
+        return {"proportion": proportion, "budget_tokens": 50_000, "tasks": 1, "tasks_budget_reached": reached,
+                "bucket_proportions": buckets, "bucket_min_tokens": {b: int(b) for b in buckets}, "repeat": 1.0,
+                "max_tokens": None, "max_docs": None, "long_text": None, "passes": 1, "docs_repeated": 0,
+                "tokens_repeated": 0}
+
+    led = {"docs": {"read": 10, "kept": 9, "split": 0, "dropped": {"too_short": 1}}, "notes": {}, "examples": {},
            "tokens": {"kept": 0, "packed": 0, "tail": 0, "dropped": {"too_short": 5000}}, "budget_reached": False}
-    manifest = {
+    manifest = parse(Manifest, {
+        "manifest_version": 2, "mixcraft_version": "test", "recipe": {"name": "r", "path": "r.yaml", "sha256": ""},
+        "tokenizer": {"name": "t", "file": None, "file_sha256": "", "vocab_size": 10, "backend": "hf"},
+        "seed": 0, "prolong_streams": [], "shards": {},
         "seq_len": 1024, "total_tokens": 100_000, "ledger": {"books": led, "web": dict(led, budget_reached=True)},
         "streams": [stream("books", "4096", 2048, 20_000, 0.2), stream("books", "1024", 30_000, 30_000, 0.3),
                     stream("web", "1024", 50_000, 50_000, 0.5)],
-        "sources": {"books": {"proportion": 0.5, "budget_tokens": 50_000, "tasks": 1, "tasks_budget_reached": 0,
-                              "bucket_proportions": {"4096": 0.2, "1024": 0.3},
-                              "bucket_min_tokens": {"4096": 4096, "1024": 1024}},
-                    "web": {"proportion": 0.5, "budget_tokens": 50_000, "tasks": 1, "tasks_budget_reached": 1}},
-    }
+        "sources": {"books": summary(0.5, 0, {"4096": 0.2, "1024": 0.3}), "web": summary(0.5, 1, {"1024": None})},
+    }, Where("manifest.json"))
     why = explain_deviations(source_rows(manifest), manifest)
     assert why["books"] == ("budget not reached: source exhausted after 32,048 tokens of 50,000 needed; bucket 4096 "
                             "got 2,048 of 20,000 tokens (documents of >= 4,096 tokens ran out) (dropped: too_short "

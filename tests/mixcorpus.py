@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,39 +72,9 @@ def write_recipe(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def build_recipe(recipe_path: Path, out: Path) -> dict[str, Any]:
+def build_recipe(recipe_path: Path, out: Path):
     """Build in-process (datatrove's local executor, 2 workers) and return the manifest."""
-    from mixcraft.build.run import build
-    from mixcraft.recipe import load_recipe
+    from mixcraft.build.load import load_recipe
+    from mixcraft.build.run import BuildOptions, build
 
-    return build(load_recipe(recipe_path), out, workers=2, show_progress=False)
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mixcraft", *args]
-
-
-def cli_env() -> dict[str, str]:
-    """The environment for a CLI subprocess: this checkout's mixcraft first on the path."""
-    import os
-
-    repo = Path(__file__).resolve().parents[2]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
-
-
-def run_main(args: list[str], capsys) -> tuple[int, str, str]:
-    """The CLI in this process (as `mixcraft ARGS` runs it, user errors included): exit code,
-    stdout, stderr. Saves the seconds a subprocess spends importing torch and streaming."""
-    from unittest import mock
-
-    from mixcraft.cli import main
-
-    capsys.readouterr()
-    code = 0
-    with mock.patch.object(sys, "argv", ["mixcraft", *map(str, args)]):
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return build(load_recipe(recipe_path), out, BuildOptions(workers=2, show_progress=False))

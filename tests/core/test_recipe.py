@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, run_cli
+from mixcraft.build.load import check_inputs, load_recipe, parse_recipe
 from mixcraft.errors import UserError
-from mixcraft.recipe import load_recipe, parse_recipe
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -32,13 +32,13 @@ def test_valid_recipe_resolves_paths_and_defaults(tmp_path):
     r = load_recipe(_write(tmp_path, BASE))
     assert [s.name for s in r.sources] == ["a", "b"]
     assert r.tokenizer == "llama3" and r.seed == 42 and r.output.compression == "zstd"
-    assert r.sources[0].reader["paths"] == [str((tmp_path / "data").resolve())]
+    assert r.sources[0].reader.paths == (str(tmp_path.resolve() / "data"),)
     assert r.sources[0].buckets[0].name == "1024" and r.sources[0].buckets[0].min_tokens == 0
 
 
 def test_typo_gets_did_you_mean_with_file_and_yaml_path(tmp_path):
     p = _write(tmp_path, BASE.replace("proportion: 0.5\n  - name: b", "propotion: 0.5\n  - name: b"))
-    with pytest.raises(UserError, match=r"r\.yaml: sources\[0\]\.propotion: unknown key 'propotion' "
+    with pytest.raises(UserError, match=r"r\.yaml: sources\[a\]\.propotion: unknown key 'propotion' "
                                         r"\(did you mean 'proportion'\?\)"):
         load_recipe(p)
 
@@ -53,18 +53,25 @@ def test_typo_on_cli_is_one_line_exit_2_no_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("old,new,match", [
-    ("proportion: 0.5\n  - name: b", "proportion: '3e-1'\n  - name: b", r"sources\[0\]\.proportion: expected a number, got '3e-1' \(write a plain number such as 0\.3\)"),
+    ("proportion: 0.5\n  - name: b", "proportion: '3e-1'\n  - name: b", r"sources\[a\]\.proportion: expected a number, got '3e-1' \(write a plain number such as 0\.3\)"),
     ("seq_len: 1024", "seq_len: lots", r"seq_len: expected an integer"),
     ("proportion: 0.5\n  - name: b", "proportion: 0.6\n  - name: b", r"proportions sum to 1\.1, not 1"),
-    ("paths: [data]}\n    proportion: 0.5\n  - name: b", "paths: [nowhere]}\n    proportion: 0.5\n  - name: b",
-     r"sources\[a\]\.reader\.paths\[0\]: path 'nowhere' does not exist"),
     ("type: text, paths: [data]}\n    proportion: 0.5\n  - name: b", "type: txt, paths: [data]}\n    proportion: 0.5\n  - name: b",
-     r"reader\.type: expected one of"),
+     r"sources\[a\]\.reader\.type: unknown reader type 'txt' \(did you mean 'text'\?\)"),
 ])
 def test_bad_values_name_the_yaml_path(tmp_path, old, new, match):
     assert old in BASE
     with pytest.raises(UserError, match=match):
         load_recipe(_write(tmp_path, BASE.replace(old, new, 1)))
+
+
+def test_missing_inputs_fail_the_build_not_the_dry_run(tmp_path):
+    p = _write(tmp_path, BASE.replace("paths: [data]}\n    proportion: 0.5\n  - name: b",
+                                      "paths: [nowhere]}\n    proportion: 0.5\n  - name: b"))
+    recipe = load_recipe(p)  # --dry-run works before the data is there
+    with pytest.raises(UserError, match=r"r\.yaml: sources\[a\]\.reader\.paths\[0\]: path '.*/nowhere' does not "
+                                        r"exist \(relative paths are taken against the recipe's folder\)"):
+        check_inputs(recipe)
 
 
 def test_invalid_yaml_names_the_line(tmp_path):

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from helpers import rewrite_manifest
 from mixcraft.build.premix import interleave_order, premix_counts
 
 
@@ -58,7 +59,7 @@ def test_verify_reads_the_premixed_subset(knobs_build, tmp_path, mixcraft):
     shutil.copytree(out, bad)
     manifest = json.loads((bad / "manifest.json").read_text())
     manifest["premixed"]["streams"][0]["tokens"] += 1024
-    (bad / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(bad, manifest)
     code, _, stderr = mixcraft("verify", bad)
     assert code == 1
     s = manifest["premixed"]["streams"][0]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from packhelp import Ledgerish, synthetic_docs
 
+from mixcraft.build.load import parse_recipe
 from mixcraft.core.pack import ChunkPacker, check_row, make_packer, pack_all
-from mixcraft.recipe import parse_recipe
 
 K64, K512 = 65_536, 524_288
 

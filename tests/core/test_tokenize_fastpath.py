@@ -80,16 +80,3 @@ def test_self_check_disables_a_disagreeing_rank_file(tmp_path):
 
 def test_load_tokenizer_is_cached():
     assert load_tokenizer("llama3") is load_tokenizer("llama3")
-
-
-@pytest.mark.parametrize("add_bos,add_eos", [(False, False), (True, False), (False, True), (True, True)])
-def test_bos_eos_policy(tok, add_bos, add_eos):
-    from datatrove.data import Document
-
-    from mixcraft.core.ledger import Ledger
-    from mixcraft.build.steps import tokenize_docs
-
-    docs = [Document(text="Hello world", id="a")]
-    (out,) = tokenize_docs(docs, tok, Ledger("s"), add_bos=add_bos, add_eos=add_eos)
-    expect = [128000] * add_bos + [9906, 1917] + [128001] * add_eos
-    assert out.ids.tolist() == expect and out.ids.dtype == np.uint32

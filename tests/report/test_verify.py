@@ -7,6 +7,10 @@ import shutil
 
 import pytest
 
+from helpers import rewrite_manifest
+from mixcraft.core.manifest import read_manifest
+from mixcraft.errors import UserError
+
 
 @pytest.fixture()
 def copy_out(small_build, tmp_path):
@@ -53,7 +57,7 @@ def test_truncated_shard(copy_out, run_cli):
 def test_manifest_count_mismatch(copy_out, run_cli):
     out, manifest, stream, _ = copy_out
     manifest["streams"][0]["rows"] += 1
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(out, manifest)
     assert _faults(run_cli("verify", out)) == [
         f"FAULT {stream['path']}: shards hold {stream['rows']:,} rows / {stream['tokens']:,} tokens, manifest says "
         f"{stream['rows'] + 1:,} / {stream['tokens']:,}"]
@@ -81,7 +85,27 @@ def test_ledger_that_does_not_add_up(copy_out, run_cli):
     out, manifest, stream, _ = copy_out
     led = manifest["ledger"][stream["source"]]["docs"]
     led["read"] += 1
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(out, manifest)
     dropped = sum(led["dropped"].values())
     assert _faults(run_cli("verify", out)) == [
         f"FAULT ledger[{stream['source']}]: docs read {led['read']} != kept {led['kept']} + dropped {dropped}"]
+
+
+def test_an_edited_manifest_is_a_fault_and_the_trainer_refuses_it(copy_out, run_cli):
+    """A proportion changed after the build (what a trainer would then use) is caught."""
+    out, manifest, _, _ = copy_out
+    manifest["streams"][0]["proportion"] = 0.9
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert _faults(run_cli("verify", out)) == [
+        f"FAULT {out / 'manifest.json'}: edited after the build (its content digest differs from the one the build "
+        "wrote)"]
+    with pytest.raises(UserError, match=r"manifest\.json: edited after the build"):
+        read_manifest(out)
+
+
+def test_an_edited_index_is_a_fault(copy_out, run_cli):
+    out, _, stream, shard = copy_out
+    index = out / stream["path"] / "index.json"
+    index.write_text(index.read_text().replace(shard["hash"], "0" * len(shard["hash"])))
+    assert _faults(run_cli("verify", out))[0] == (
+        f"FAULT {stream['path']}/index.json: sha256 differs from the one recorded at build time (edited or replaced)")

@@ -15,7 +15,7 @@ REPOS = ("json", "tomllib", "zoneinfo", "concurrent", "wsgiref", "html", "http",
          "dbm", "ctypes")
 # encodings/ holds ~120 small codec modules: the small documents best-fit fills gaps with.
 SHORT = ("email", "logging", "importlib", "multiprocessing", "encodings", "xml", "json")
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def copy_py(src: Path, dst: Path) -> None:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from mixcraft.build.run import build
-from mixcraft.recipe import load_recipe
+from mixcraft.build.load import load_recipe
+from mixcraft.build.run import BuildOptions, build
 from mixcraft.report.plots import write_report
-from mixcraft.report.summary import stats_dict
+from mixcraft.report.summary import summarize
 from mixcraft.report.verify import verify_output
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,12 +18,13 @@ REPO = Path(__file__).resolve().parents[2]
 def test_demo_mixture_is_on_target(tmp_path):
     if not (REPO / ".cache" / "demo").is_dir():
         pytest.skip("demo corpus not fetched (run `make demo` once)")
-    manifest = build(load_recipe(REPO / "recipes" / "demo.yaml"), tmp_path / "out", workers=2, show_progress=False)
-    stats = stats_dict(manifest)
-    assert len(stats["sources"]) == 5
-    for row in stats["sources"]:
-        assert abs(row["deviation_pp"]) <= 1.0, row
-    assert stats["why"] == {}
+    manifest = build(load_recipe(REPO / "recipes" / "demo.yaml"), tmp_path / "out",
+                     BuildOptions(workers=2, show_progress=False))
+    stats = summarize(manifest)
+    assert len(stats.sources) == 5
+    for row in stats.sources:
+        assert abs(row.deviation_pp) <= 1.0, row
+    assert stats.why == {}
     written = write_report(manifest, tmp_path / "report")
     assert all(p.stat().st_size > 0 for p in written)
     assert verify_output(tmp_path / "out") == []

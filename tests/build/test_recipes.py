@@ -10,13 +10,14 @@ rows. Sources are recognised by name and dataset, so the test holds for any spel
 import copy
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from mixture_corpus import cli, cli_env
 
-from mixcraft.recipe import load_recipe, parse_recipe
+from helpers import cli_env
+from mixcraft.build.load import load_recipe, parse_recipe
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 SHORT = 0.37
@@ -35,8 +36,8 @@ KINDS = (("textbooks", ("textbook",)), ("fineweb_edu", ("edu",)), ("fineweb", ("
 
 
 def _kind(source) -> str:
-    text = " ".join([source.name, str(source.reader.get("dataset", "")), *map(str, source.reader.get("where", {})
-                                                                                .values())]).lower()
+    where = getattr(source.reader, "where", {})
+    text = " ".join([source.name, str(getattr(source.reader, "dataset", "")), *map(str, where.values())]).lower()
     for kind, words in KINDS:
         if any(w in text for w in words):
             return kind
@@ -83,25 +84,23 @@ def test_prolong_sft_is_ultrachat_packed_to_64k_with_a_mask():
     recipe = _load("prolong-sft.yaml")
     (chat,) = recipe.sources
     assert recipe.seq_len == 65536 and chat.proportion == 1.0
-    assert chat.reader["type"] == "chat" and chat.reader["dataset"] == "HuggingFaceH4/ultrachat_200k"
+    assert chat.reader.type_name == "chat" and chat.reader.dataset == "HuggingFaceH4/ultrachat_200k"
 
 
 def test_llama2_long_knobs_and_curriculum():
     recipe = _load("llama2-long.yaml")
     assert recipe.seq_len == 32768 and sum(s.proportion for s in recipe.sources) == pytest.approx(1.0)
-    assert recipe.long_text["upsample"] > 1 and recipe.long_text["remove"] is False
+    assert recipe.long_text.upsample > 1 and recipe.long_text.remove is False
     assert all(s.long_text == recipe.long_text for s in recipe.sources)
     data = yaml.safe_load((RECIPES / "llama2-long.yaml").read_text())
     data["stages"] = [{"name": "4k", "seq_len": 4096, "share": 0.2}, {"name": "32k", "seq_len": 32768, "share": 0.8}]
     staged = parse_recipe(copy.deepcopy(data), "llama2-long.yaml", RECIPES)
-    from mixcraft.build.curriculum import stage_recipes
-
-    four_k, full = stage_recipes(staged)
+    four_k, full = staged.stage_recipes
     assert (four_k.seq_len, full.seq_len) == (4096, 32768)
     assert four_k.total_tokens + full.total_tokens == recipe.total_tokens
     data["long_text"]["remove"] = True  # the "remove long" preset
     data["long_text"]["upsample"] = 1.0
-    assert parse_recipe(data, "llama2-long.yaml", RECIPES).sources[0].long_text["remove"] is True
+    assert parse_recipe(data, "llama2-long.yaml", RECIPES).sources[0].long_text.remove is True
 
 
 @pytest.mark.parametrize("name", ["prolong.yaml", "prolong-512k.yaml", "prolong-sft.yaml", "llama2-long.yaml"])
@@ -111,8 +110,8 @@ def test_dry_run_works_offline(name):
         pytest.skip(f"{path} is not in this checkout yet")
     env = {**cli_env(), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "NO_PROXY": "*",
            "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    res = subprocess.run(cli("build", str(path), "--dry-run"), capture_output=True, text=True, env=env,
-                         cwd=os.fspath(RECIPES.parent))
+    res = subprocess.run([sys.executable, "-m", "mixcraft", "build", str(path), "--dry-run"], capture_output=True,
+                         text=True, env=env, cwd=os.fspath(RECIPES.parent))
     assert res.returncode == 0, res.stderr
     assert "proportions sum to 1.0000" in res.stdout
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import REPO, TINY_RECIPE, make_corpus, run_cli
+from helpers import REPO, TINY_RECIPE, make_corpus, reader_config, run_cli
 from mixcraft.core.ledger import ledger_faults
 
 
@@ -126,7 +126,7 @@ def test_budget_is_shared_by_the_tasks_that_get_input(tmp_path):
     from mixcraft.readers import make_reader
 
     (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
-    one_file = make_reader("s", {"type": "text", "paths": [str(tmp_path / "a.jsonl")]}, Ledger("s"))
-    streamed = make_reader("s", {"type": "hf", "dataset": "parquet"}, Ledger("s"))
+    one_file = make_reader("s", reader_config({"type": "text", "paths": [str(tmp_path / "a.jsonl")]}), Ledger("s"))
+    streamed = make_reader("s", reader_config({"type": "hf", "dataset": "parquet"}), Ledger("s"))
     assert one_file.active_tasks(8) == 1
     assert streamed.active_tasks(8) == 8
