@@ -164,11 +164,16 @@ def inspect(
 
 
 @app.command()
-def train(config: Annotated[Path, typer.Argument(help="Trainer YAML (see recipes/train/).")]) -> None:
+def train(
+    config: Annotated[Path, typer.Argument(help="Trainer YAML (see recipes/train/).")],
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE",
+        help="Override a config value, e.g. --set train.steps=5 --set model.rope_theta=8e6 (repeatable).")] = None,
+) -> None:
     """Train with the bundled FSDP trainer on a build's shards (torchrun for several GPUs)."""
     from mixcraft.train import run_train
 
-    run_train(config)
+    run_train(config, overrides or [])
 
 
 def _add_synth() -> None:

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import read_metrics, tiny_config, write_mixture
+from train_fixtures import first_batch, read_metrics, tiny_config, write_mixture
 
 from mixcraft.errors import UserError
 from mixcraft.train import run_train
 from mixcraft.train.__main__ import main
-from mixcraft.train.data import choose_streams, close_loader, make_loader, read_manifest
 from mixcraft.train.loop import TrainingDiverged
 
 LINE = re.compile(r"^step \d+/\d+ \| loss \d+\.\d{3} \| lr \d\.\de-\d\d \| [\d.]+[kM]? tok/s \| mfu (n/a|\d+%) "
@@ -63,13 +62,10 @@ def test_log_lines_have_the_house_format(tmp_path, mixture, capsys):
         assert "pip install tensorboard" in err
 
 
-def test_export_loads_in_transformers_and_has_learned(learned, mixture):
+def test_export_loads_in_transformers_and_has_learned(learned, mixture, tmp_path):
     transformers = pytest.importorskip("transformers")
-    hf = transformers.LlamaForCausalLM.from_pretrained(learned / "hf", torch_dtype=torch.float32).eval()
-    loader = make_loader(choose_streams(read_manifest(mixture, "x"), None, "x"), micro_batch_rows=1, seed=0,
-                         shuffle=True, num_workers=0, crop_tokens=None, vocab_size=512)
-    batch = next(iter(loader))
-    close_loader(loader)
+    hf = transformers.LlamaForCausalLM.from_pretrained(learned / "hf", dtype=torch.float32).eval()
+    batch = first_batch(mixture, tmp_path / "cache")
     labels = batch.input_ids.clone()
     labels[batch.cu_seqlens[:-1].long()] = -100  # HF shifts labels itself: mask each document start
     with torch.no_grad():
