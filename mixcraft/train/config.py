@@ -10,6 +10,7 @@ through the same checks.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -163,4 +164,16 @@ class TrainConfig:
 def load_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read and check a trainer YAML file, with `key.sub=value` overrides applied first."""
     cfg = schema.load(TrainConfig, Path(path), "trainer config", overrides=overrides)
-    return dataclasses.replace(cfg, source=str(path))
+    return dataclasses.replace(
+        cfg, source=str(path), out_dir=_tidy(cfg.out_dir),
+        data=dataclasses.replace(cfg.data, path=_tidy(cfg.data.path), cache_dir=_tidy(cfg.data.cache_dir)),
+        model=dataclasses.replace(cfg.model, init_from=_tidy(cfg.model.init_from)),
+        checkpoint=dataclasses.replace(cfg.checkpoint, resume=_tidy(cfg.checkpoint.resume)))
+
+
+def _tidy(path: str | None) -> str | None:
+    """`/repo/recipes/train/../../out/demo` -> `/repo/out/demo`, for readable logs and errors;
+    URLs and the words auto/never are left alone."""
+    if path is None or "://" in path or path in ("auto", "never"):
+        return path
+    return os.path.normpath(path)

@@ -28,7 +28,7 @@ def attention_costs(rows: torch.Tensor) -> np.ndarray:
     pos = rows[:, 2].numpy()
     costs = np.empty(len(pos), dtype=np.float64)
     for i, p in enumerate(pos):
-        starts = np.flatnonzero(p == 0)
+        starts = np.union1d([0], np.flatnonzero(p == 0))  # a row always starts a piece
         lens = np.diff(np.append(starts, len(p))).astype(np.float64)
         costs[i] = float((lens**2).sum())
     return costs
@@ -86,5 +86,7 @@ def _all_gather(rows: torch.Tensor, group: dist.ProcessGroup | None, device: tor
     size = dist.get_world_size(group)
     local = rows.to(device)
     out = torch.empty((size * local.shape[0], *local.shape[1:]), dtype=local.dtype, device=device)
-    dist.all_gather_into_tensor(out, local, group=group)
+    # torch 2.14 renamed all_gather_into_tensor (deprecated there) to all_gather_single; 2.11 has only the old name.
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(out, local, group=group)
     return out.cpu()

