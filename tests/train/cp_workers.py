@@ -84,3 +84,37 @@ def cp_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
     if rank == 0:
         torch.save(results, out_file)
     dist.destroy_process_group()
+
+
+def trainer_worker(rank: int, world: int, port: int, argv: list[str], out_dir: str) -> None:
+    """`python -m mixcraft.train ARGV` as rank `rank` of `world`, with the environment torchrun
+    gives its workers; writes the exit code, stdout and stderr to out_dir/rank{rank}.*. Unlike
+    torchrun, nothing kills the other ranks when one exits, so each rank's message can be checked."""
+    import contextlib
+    import io
+    import os
+    from pathlib import Path
+
+    from mixcraft.train.__main__ import main
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    for suffix, text in (("code", str(code)), ("out", out.getvalue()), ("err", err.getvalue())):
+        Path(out_dir, f"rank{rank}.{suffix}").write_text(text)
+
+
+def launch(argv: list[str], nproc: int, out_dir) -> list[tuple[int, str, str]]:
+    """Run the trainer on `nproc` CPU processes; [(exit code, stdout, stderr)] by rank."""
+    from pathlib import Path
+
+    import torch.multiprocessing as mp
+    from train_fixtures import free_port
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mp.spawn(trainer_worker, args=(nproc, free_port(), [str(a) for a in argv], str(out_dir)), nprocs=nproc, join=True)
+    return [(int((out_dir / f"rank{r}.code").read_text()), (out_dir / f"rank{r}.out").read_text(),
+             (out_dir / f"rank{r}.err").read_text()) for r in range(nproc)]

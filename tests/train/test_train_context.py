@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 import torch.multiprocessing as mp
-from cp_workers import CASES, DOC_LENGTHS, case_args, cp_worker, loss_and_grads
+from cp_workers import CASES, DOC_LENGTHS, case_args, cp_worker, launch, loss_and_grads
 from train_fixtures import read_metrics, tiny_config, torchrun, write_mixture
 
 from mixcraft.train import run_train
@@ -68,17 +68,19 @@ def same_trajectory(ref: list[dict], got: list[dict]) -> None:
         assert b["tokens"] == a["tokens"]
 
 
-def test_torchrun_cp2_trains_like_one_process_and_resumes(tmp_path):
-    """`torchrun --nproc_per_node=2 -m mixcraft.train CONFIG` with context_parallel 2: each rank
-    holds 128 of every 256-token row. metrics.jsonl equals the single-process run's, and a CP
-    run resumed from its step-2 checkpoint continues the same trajectory."""
+def test_cp2_trains_like_one_process_and_resumes(tmp_path):
+    """2 processes as torchrun starts them (`python -m mixcraft.train CONFIG` with RANK, WORLD_SIZE,
+    ...), context_parallel 2: each rank holds 128 of every 256-token row. metrics.jsonl equals the
+    single-process run's, and a CP run resumed from its step-2 checkpoint continues the same
+    trajectory. (torchrun itself launches the slow tests below and test_train_fsdp.py.)"""
     data = write_mixture(tmp_path / "out", rows=8)
     one = tiny_config(tmp_path, data, name="one", train={"steps": 4})
     cp = tiny_config(tmp_path, data, name="cp", train={"steps": 4, "context_parallel": 2},
                      checkpoint={"every": 2, "keep": 5})
-    proc = torchrun(cp, 2)
-    assert "world 2 x cpu (data parallel 1 x context parallel 2)" in proc.stdout
-    assert "(estimate, 128 tokens/rank)" in proc.stdout
+    (code, out, err), _ = launch([cp], 2, tmp_path / "ranks_cp")
+    assert code == 0, err
+    assert "world 2 x cpu (data parallel 1 x context parallel 2)" in out
+    assert "(estimate, 128 tokens/rank)" in out
     run_train(one)
     ref = read_metrics(tmp_path / "one")
     same_trajectory(ref, read_metrics(tmp_path / "cp"))
@@ -86,8 +88,9 @@ def test_torchrun_cp2_trains_like_one_process_and_resumes(tmp_path):
     ckpt = tmp_path / "cp" / "checkpoints" / "step_00000002"
     shutil.copytree(ckpt, tmp_path / "resumed" / "checkpoints" / ckpt.name)
     resumed = tiny_config(tmp_path, data, name="resumed", train={"steps": 4})
-    proc = torchrun(resumed, 2, "--set", "train.context_parallel=2")
-    assert "resuming from" in proc.stdout and "at step 2" in proc.stdout
+    (code, out, err), _ = launch([resumed, "--set", "train.context_parallel=2"], 2, tmp_path / "ranks_resumed")
+    assert code == 0, err
+    assert "resuming from" in out and "at step 2" in out
     same_trajectory(ref[2:], read_metrics(tmp_path / "resumed"))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from train_fixtures import COLUMNS, tiny_config, torchrun, write_mixture
+from train_fixtures import COLUMNS, tiny_config, write_mixture
 
 from mixcraft.train.__main__ import main
 from mixcraft.train.data import read_manifest
@@ -95,11 +95,13 @@ def test_check_reports_what_it_hashed(build):
     assert verdict.fault is None and verdict.n_shards == 2 and verdict.n_bytes == sizes > 0
 
 
-@pytest.mark.slow
 def test_every_rank_stops_with_the_same_line(tmp_path, build):
+    """2 ranks: local rank 0 checks, both get its verdict and exit 2 with the same line."""
+    from cp_workers import launch
+
     data = (build / SHARD).read_bytes()
     (build / SHARD).write_bytes(data[:100])
-    proc = torchrun(tiny_config(tmp_path, build, train={"steps": 2}), 2, check=False)
-    assert proc.returncode != 0
-    lines = [line for line in proc.stderr.splitlines() if "truncated or replaced" in line]
-    assert sorted(line.split("]")[0] for line in lines) == ["[rank 0", "[rank 1"], proc.stderr[-2000:]
+    results = launch([tiny_config(tmp_path, build, train={"steps": 2})], 2, tmp_path / "ranks")
+    want = f"{build / SHARD}: 100 bytes, the build wrote {len(data):,} (truncated or replaced)"
+    for rank, (code, _, err) in enumerate(results):
+        assert code == 2 and err.count("\n") == 1 and err.startswith(f"[rank {rank}] error: ") and want in err, err
