@@ -8,7 +8,8 @@ A Llama-3.2-1B-shaped model trains on 64K-token rows whose document pieces have 
 found in OUT's `indices` (repacked into 64K rows if OUT was built at another length). The rows
 go through the real data path (MDS shards -> StreamingDataset -> packing), so data wait is
 measured, not assumed. The same model and rows then go through `transformers.LlamaForCausalLM`
-(flattened packing with position_ids, its best available attention) and we print the ratio.
+(transformers' own `DataCollatorWithFlattening`: each document a feature, flattened into one
+row with position_ids; its best available attention) and we print the ratio.
 MFU counts causal attention per document (sum of len^2) against the GPU's dense bf16 peak.
 Goals: MFU >= 40%, ratio >= 1.3x, data wait < 1% of step time.
 """
@@ -27,6 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from mixcraft.core.manifest import Manifest, Stream, TokenizerInfo, write_manifest  # noqa: E402
+from mixcraft.mds import shard_files  # noqa: E402
 from mixcraft.train.config import (  # noqa: E402
     CheckpointConfig,
     DataConfig,
@@ -60,7 +63,7 @@ def doc_rows(out: Path | None, seq_len: int, n_rows: int, rng: np.random.Generat
     weights = np.array([s.proportion for s in manifest.streams if s.rows], dtype=np.float64)
     streams = [s for s in manifest.streams if s.rows]
     for stream, n in zip(streams, rng.multinomial(n_rows * 2, weights / weights.sum()), strict=True):
-        built_rows += read_spans(stream.local, n, rng)
+        built_rows += read_spans(stream.url, n, rng)
     rng.shuffle(built_rows)
     label = f"document lengths from {out} (seq_len {manifest.seq_len:,}, {len(streams)} streams by proportion)"
     if manifest.seq_len == seq_len:
@@ -71,16 +74,20 @@ def doc_rows(out: Path | None, seq_len: int, n_rows: int, rng: np.random.Generat
         label + f", repacked into {seq_len:,}-token rows"
 
 
-def read_spans(local: Path, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+def read_spans(url: str, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Document-piece lengths of `n` random rows of a subset (read through a scratch cache, so
+    the build folder is not written)."""
     from streaming import StreamingDataset
 
-    from mixcraft.train.data import release_dataset
+    from mixcraft.train.data import release_dataset, streaming_remote
 
-    dataset = StreamingDataset(local=str(local), shuffle=False, batch_size=1)
-    picks = rng.choice(dataset.num_samples, size=min(n, dataset.num_samples), replace=n > dataset.num_samples) \
-        if n else []
-    rows = [np.diff(np.asarray(dataset[int(i)]["indices"], np.int64).reshape(-1, 2), axis=1)[:, 0] for i in picks]
-    release_dataset(dataset)
+    with tempfile.TemporaryDirectory(prefix="train_throughput_spans_") as cache:
+        dataset = StreamingDataset(remote=streaming_remote(url), local=cache, shuffle=False, batch_size=1)
+        picks = rng.choice(dataset.num_samples, size=min(n, dataset.num_samples),
+                           replace=n > dataset.num_samples) if n else []
+        rows = [np.diff(np.asarray(dataset[int(i)]["indices"], np.int64).reshape(-1, 2), axis=1)[:, 0]
+                for i in picks]
+        release_dataset(dataset)
     return rows
 
 
@@ -103,24 +110,28 @@ def write_rows(out: Path, rows: list[np.ndarray], seq_len: int, vocab: int, rng:
     from streaming import MDSWriter
 
     columns = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
-    with MDSWriter(out=str(out / "bench" / "rows"), columns=columns, compression=None) as writer:
+    with MDSWriter(out=str(out / "bench" / "rows"), columns=columns, compression=None, hashes=["sha1"]) as writer:
         for lengths in rows:
             ends = np.cumsum(lengths)
             spans = np.stack([ends - lengths, ends], axis=1).astype(np.uint32)
             ids = rng.integers(0, vocab, seq_len, dtype=np.uint32)
             writer.write({"input_ids": ids, "indices": spans, "domain": "bench", "length": seq_len})
-    manifest = {"seq_len": seq_len, "tokenizer": {"name": "random", "vocab_size": vocab},
-                "streams": [{"source": "bench", "bucket": "rows", "path": "bench/rows", "proportion": 1.0,
-                             "rows": len(rows), "tokens": len(rows) * seq_len}]}
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    stream = Stream(source="bench", bucket="rows", path="bench/rows", proportion=1.0, target_proportion=1.0,
+                    target_tokens=None, domain="bench", mask=False, packing="prolong", rows=len(rows),
+                    tokens=len(rows) * seq_len, pieces=sum(len(r) for r in rows), docs=0, split=0, tail_tokens=0,
+                    padding=0)
+    tokenizer = TokenizerInfo(name="random", file=None, file_sha256="", vocab_size=vocab, backend="hf")
+    write_manifest(out, Manifest.of_subsets(name="bench", seq_len=seq_len, tokenizer=tokenizer, streams=[stream],
+                                            shards={"bench/rows": shard_files(out / "bench" / "rows")}))
 
 
-def run_mixcraft(work: Path, shape: dict, seq_len: int, steps: int, warmup: int, ac: bool, peak: float | None) -> dict:
+def run_mixcraft(work: Path, shape: dict, seq_len: int, steps: int, warmup: int, ac: bool, peak: float | None,
+                 attention: str = "auto") -> dict:
     model = ModelConfig(**shape)
     cfg = TrainConfig(
         out_dir=str(work / "run"), data=DataConfig(path=str(work / "data"), shuffle=False), model=model,
         train=OptimConfig(steps=warmup + steps, tokens_per_step=seq_len, lr=1e-5, warmup_steps=0,
-                          activation_checkpointing=ac),
+                          activation_checkpointing=ac, attention=attention),
         checkpoint=CheckpointConfig(final=False, export_hf=False, resume="never"),
         log=LogConfig(every=1, peak_tflops=peak / 1e12 if peak else "auto"), source="train_throughput")
     train(cfg)
@@ -158,7 +169,7 @@ def run_hf(args: ModelArgs, rows: list[np.ndarray], seq_len: int, steps: int, wa
 
 
 def _time_hf(impl, args, rows, seq_len, steps, warmup, ac, device) -> dict:
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, DataCollatorWithFlattening
 
     torch.manual_seed(0)
     # fp32 weights + bf16 autocast: the same precision split as our FSDP mixed-precision policy.
@@ -168,19 +179,20 @@ def _time_hf(impl, args, rows, seq_len, steps, warmup, ac, device) -> dict:
     model.config.use_cache = False
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95), weight_decay=0.1, foreach=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    # HF's packing-without-padding path: one feature per document, flattened into one row with
+    # position_ids restarting per document and -100 at each document's first label.
+    collator = DataCollatorWithFlattening(return_position_ids=True)
     gen = np.random.default_rng(1)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
     for step in range(warmup + steps):
         lengths = rows[step % len(rows)]
-        ids = torch.from_numpy(gen.integers(0, args.vocab_size, seq_len)).to(device)[None]
-        pos = torch.from_numpy(np.concatenate([np.arange(n) for n in lengths])).to(device)[None]
-        labels = ids.clone()
-        labels[0, torch.from_numpy(np.cumsum(lengths) - lengths).to(device)] = -100  # no target across documents
+        features = [{"input_ids": gen.integers(0, args.vocab_size, n).tolist()} for n in lengths]
         t0 = time.perf_counter()
+        batch = {k: v.to(device) for k, v in collator(features).items()}
         with autocast:
-            loss = model(input_ids=ids, position_ids=pos, labels=labels).loss
+            loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -160,12 +160,17 @@ def inspect(
 
 
 @app.command()
-def train(config: Annotated[Path, typer.Argument(help="Trainer YAML (see recipes/train/).")]) -> None:
+def train(
+    config: Annotated[Path, typer.Argument(help="Trainer YAML (see recipes/train/).")],
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE",
+        help="Override a config value, e.g. --set train.steps=5 --set model.rope_theta=8e6 (repeatable).")] = None,
+) -> None:
     """Train with the bundled FSDP trainer on a build's shards (torchrun for several GPUs).
 
-    Example: mixcraft train recipes/train/demo-tiny.yaml
+    Example: mixcraft train recipes/train/demo-tiny.yaml --set train.steps=5
     """
-    run_train(config)
+    run_train(config, overrides or [])
 
 
 app.add_typer(synth_app, name="synth", help="Synthetic long data: Self-Lengthen and long-document QA.")

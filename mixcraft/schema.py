@@ -7,7 +7,8 @@ walks their type hints:
 - scalars (`int`, `float`, `str`, `bool`), `X | None`, `Literal[...]`, `list[X]`,
   `tuple[X, ...]`, `dict[str, X]` and nested dataclasses;
 - `Annotated[X, Range(...)]` bounds a number (finite, gt/ge/lt/le);
-- `RelPath` is a path written relative to the config file's folder (`~` expanded);
+- `RelPath` is a path written relative to the config file's folder (`~` expanded; a URL such
+  as `s3://...` or `file://...` is kept as written);
 - a field typed with a plug-in base class (a reader, a filter) is a tagged union: its `type`
   key picks the class from the registry the caller passes in. Plug-ins only publish their
   dataclass; they never import this loader's caller.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -106,7 +108,9 @@ class Where:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and files whose aliases expand past a bound."""
+    """SafeLoader that refuses duplicate keys and files whose aliases expand past a bound, and
+    reads YAML 1.2 exponent floats (`1e-5`, `8.0e6`) as numbers: YAML 1.1 wants a dot and a
+    signed exponent (`1.0e+6`), so plain `lr: 1e-5` would otherwise load as a string."""
 
     def compose_document(self) -> Any:
         node = super().compose_document()
@@ -185,6 +189,11 @@ def with_overrides(raw: Any, overrides: list[str] | tuple[str, ...], file: str) 
         except yaml.YAMLError:
             node[parts[-1]] = value
     return raw
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 # ---- building dataclasses ------------------------------------------------------------------
@@ -343,6 +352,8 @@ class _Parser:
                 raise where.fail(f"expected a path string, got {_show(v)}")
             if "\0" in v:
                 raise where.fail("a path cannot contain a NUL byte")
+            if _URL.match(v):  # s3://, gs://, file://: already absolute, and not a local path
+                return v
             path = Path(v).expanduser()
             return str(path if path.is_absolute() else where.base / path)
         value = self.value(base, v, where)

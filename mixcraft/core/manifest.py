@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mixcraft import __version__
 from mixcraft.core.lengths import LengthHistogram
 from mixcraft.core.outdir import OutLayout, write_atomic
 from mixcraft.core.recipe import LongText
@@ -200,6 +201,16 @@ class Manifest:
     premixed: Premix | None = None
     content_sha256: str = ""
 
+    @classmethod
+    def of_subsets(cls, *, name: str, seq_len: int, tokenizer: TokenizerInfo, streams: list[Stream],
+                   shards: dict[str, list[ShardDigest]], seed: int = 0) -> Manifest:
+        """A manifest for MDS subsets written outside a build (test fixtures, benchmarks): no
+        recipe, ledger or mixture summary."""
+        return cls(manifest_version=MANIFEST_VERSION, mixcraft_version=__version__,
+                   recipe=RecipeRef(name=name, path="", sha256=""), tokenizer=tokenizer, seed=seed, seq_len=seq_len,
+                   total_tokens=None, streams=streams, prolong_streams=[f"{s.path}@{s.proportion:.6g}" for s in streams],
+                   ledger={}, sources={}, shards=shards)
+
     def stream(self, path: str) -> Stream:
         return next(s for s in self.streams if s.path == path)
 
@@ -253,16 +264,20 @@ def read_manifest(out: Path, *, check_digest: bool = True) -> Manifest:
             else ""
         raise UserError(f"{out}: no manifest.json here (is this a `mixcraft build` output folder, and did the "
                         f"build finish?){hint}")
-    data = _load_json(path, "manifest")
+    return parse_manifest(_load_json(path, "manifest"), str(path), check_digest=check_digest)
+
+
+def parse_manifest(data: dict, where: str, *, check_digest: bool = True) -> Manifest:
+    """A manifest from its JSON content (read locally or from a remote store); `where` names it."""
     version = data.get("manifest_version", 1)
     if version != MANIFEST_VERSION:
         by = data.get("mixcraft_version", "an unknown mixcraft")
-        raise UserError(f"{path}: manifest version {version} (written by mixcraft {by}); this mixcraft reads "
+        raise UserError(f"{where}: manifest version {version} (written by mixcraft {by}); this mixcraft reads "
                         f"version {MANIFEST_VERSION}: rebuild with this mixcraft, or read it with the one that wrote it")
     if check_digest and data.get("content_sha256") != content_digest(data):
-        raise UserError(f"{path}: edited after the build (its content digest differs); rebuild, or set mixture "
+        raise UserError(f"{where}: edited after the build (its content digest differs); rebuild, or set mixture "
                         "weights in the train config's data.proportions instead of editing the manifest")
-    return parse(Manifest, data, Where(str(path)))
+    return parse(Manifest, data, Where(where))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,31 +24,50 @@ from mixcraft.errors import UserError
 BACKENDS = ("flash_attn", "varlen", "sdpa")
 
 
-def available_backends(device: torch.device) -> list[str]:
-    """Backends usable on `device`, fastest first."""
-    found = []
-    if device.type == "cuda":
-        if importlib.util.find_spec("flash_attn") is not None:
-            found.append("flash_attn")
-        if _torch_varlen() is not None:
-            found.append("varlen")
-    found.append("sdpa")
-    return found
+# FlashAttention-2 kernels (flash-attn's and PyTorch's varlen) need Ampere (sm80) or newer.
+MIN_FLASH_CAPABILITY = (8, 0)
 
 
-def select_backend(requested: str, device: torch.device, where: str) -> str:
-    """`auto` picks the fastest available; a named backend that cannot run here is a UserError."""
-    found = available_backends(device)
+def available_backends(device: torch.device, capability: tuple[int, int] | None = None) -> list[str]:
+    """Backends usable on `device`, fastest first. `capability` defaults to the device's."""
+    return [name for name in BACKENDS if unavailable_reason(name, device, capability) is None]
+
+
+def unavailable_reason(backend: str, device: torch.device, capability: tuple[int, int] | None = None) -> str | None:
+    """Why `backend` cannot run on `device`, or None if it can."""
+    if backend == "sdpa":
+        return None
+    if device.type != "cuda":
+        return f"needs a CUDA device (this run is on {device.type})"
+    capability = capability or torch.cuda.get_device_capability(device)
+    if tuple(capability) < MIN_FLASH_CAPABILITY:
+        return (f"needs a GPU of compute capability sm80 or newer (Ampere, Hopper); this one is "
+                f"sm{capability[0]}{capability[1]}")
+    if backend == "flash_attn" and importlib.util.find_spec("flash_attn") is None:
+        return "needs the flash-attn package (pip install flash-attn)"
+    if backend == "varlen" and _torch_varlen() is None:
+        return "needs torch >= 2.10 (torch.nn.attention.varlen)"
+    return None
+
+
+def select_backend(requested: str, device: torch.device, where: str,
+                   capability: tuple[int, int] | None = None) -> tuple[str, str]:
+    """(backend, why it was picked). `auto` picks the fastest that can run here and says why the
+    faster ones cannot; a named backend that cannot run here is a UserError."""
     if requested == "auto":
-        return found[0]
-    if requested not in found:
-        why = {
-            "flash_attn": "needs a CUDA device and the flash-attn package (pip install flash-attn)",
-            "varlen": "needs a CUDA device and torch >= 2.10 (torch.nn.attention.varlen)",
-        }.get(requested, "is not a known backend")
+        skipped: dict[str, list[str]] = {}  # reason -> the faster backends it rules out
+        for name in BACKENDS:
+            why = unavailable_reason(name, device, capability)
+            if why is None:
+                notes = "".join(f"; not {' or '.join(names)}: {why}" for why, names in skipped.items())
+                return name, f"auto: fastest available{notes}"
+            skipped.setdefault(why, []).append(name)
+    why = unavailable_reason(requested, device, capability)
+    if why is not None:
+        found = available_backends(device, capability)
         raise UserError(f"{where}: train.attention: '{requested}' {why}; available here: "
                         f"{', '.join(found)} (or use auto)")
-    return requested
+    return requested, "as configured"
 
 
 def block_causal_mask(cu_seqlens: Tensor, n_tokens: int) -> Tensor:

@@ -2,12 +2,14 @@
 
 A checkpoint is `OUT/checkpoints/step_00000120/`: the sharded model and optimizer state (each
 rank writes its own shards, and a different world size can load them), the step, the data
-loader's position and each rank's RNG state. It is written to `step_*.tmp` and renamed when
-complete, so a run killed mid-save resumes from the previous one.
+loader's position, each rank's RNG state, and `model.json` (the model's shape, so a later stage
+can start from it: `model.init_from`). It is written to `step_*.tmp` and renamed when complete,
+so a run killed mid-save resumes from the previous one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -22,8 +24,10 @@ from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from mixcraft.errors import UserError
+from mixcraft.train.model import ModelArgs
 
 PREFIX = "step_"
+MODEL_FILE = "model.json"
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -59,7 +63,7 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 
 def save_checkpoint(root: Path, step: int, model, optimizer, loader, *, rank: int, device: torch.device,
-                    keep: int) -> Path:
+                    keep: int, args: ModelArgs) -> Path:
     """Save after `step` optimizer steps; prune to the newest `keep`. Collective: every rank calls it."""
     final, tmp = step_dir(root, step), step_dir(root, step).with_suffix(".tmp")
     if rank == 0:
@@ -74,6 +78,7 @@ def save_checkpoint(root: Path, step: int, model, optimizer, loader, *, rank: in
     dcp.save(state, checkpoint_id=str(tmp))
     dist.barrier()
     if rank == 0:
+        (tmp / MODEL_FILE).write_text(json.dumps(dataclasses.asdict(args), indent=1))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         done = sorted((p for p in Path(root).glob(f"{PREFIX}*") if p.suffix != ".tmp"),
@@ -82,6 +87,28 @@ def save_checkpoint(root: Path, step: int, model, optimizer, loader, *, rank: in
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
     return final
+
+
+def read_model_args(path: Path, where: str) -> ModelArgs:
+    """The model shape a checkpoint was saved with."""
+    file = Path(path) / MODEL_FILE
+    if not file.is_file():
+        raise UserError(f"{where}: {file} not found; only checkpoints saved by this trainer version can "
+                        "start a new stage (or export to HF and use that)")
+    return ModelArgs(**json.loads(file.read_text()))
+
+
+def load_model_and_optimizer(path: Path, model, optimizer, where: str) -> None:
+    """Continue from another run's checkpoint: model weights and AdamW state (moments and step
+    counts) only; the data position, step and RNG start afresh (a new stage: new data and schedule)."""
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {"model": model_sd, "optim": optim_sd}
+    try:
+        dcp.load(state, checkpoint_id=str(path))
+    except (CheckpointException, ValueError, RuntimeError) as err:
+        raise UserError(f"{where}: {path}: cannot load into this model/optimizer ({type(err).__name__}); was it "
+                        "saved with another model shape?") from err
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
 
 
 def load_checkpoint(path: Path, model, optimizer, loader, *, rank: int, device: torch.device) -> int:

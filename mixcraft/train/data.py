@@ -2,14 +2,17 @@
 
 The mixture is one `streaming.Stream` per (source, bucket) subset, weighted by the manifest's
 target proportions, in one `StreamingDataset`: deterministic for a seed and resumable
-mid-epoch from the loader's `state_dict`. A batch flattens its rows into one token stream the
-way ProLong's trainer does: `cu_seqlens` from the `indices` spans, no target across a document
-start, and the `mask` column (SFT) applied.
+mid-epoch from the loader's `state_dict`. Streams are opened with `remote=` the build (a folder
+or an fsspec URL) and `local=` a cache folder, because StreamingDataset writes decompressed
+copies into its `local`: the build is only ever read. A batch flattens its rows into one token
+stream the way ProLong's trainer does: `cu_seqlens` from the `indices` spans, no target across a
+document start, and the `mask` column (SFT) applied.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,42 +23,83 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mixcraft.core.manifest import parse_manifest
 from mixcraft.errors import UserError
 from mixcraft.train.loss import IGNORE
 
 
-@dataclass
+@dataclass(frozen=True)
+class ShardDigest:
+    """One shard file as the build wrote it (the manifest's `shards` entry)."""
+
+    basename: str
+    n_bytes: int
+    sha1: str | None
+    samples: int
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     name: str  # "source/bucket", as in the manifest's `path`
-    local: Path
+    url: str  # the subset folder: a local path or an fsspec URL
     proportion: float
     rows: int
+    shards: tuple[ShardDigest, ...]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Manifest:
+    root: str  # data.path as given (folder or URL)
     seq_len: int
     vocab_size: int | None
     tokenizer: str
-    streams: list[StreamSpec]
+    tokenizer_file: str | None  # the tokenizer.json the build used (exported with the model)
+    streams: tuple[StreamSpec, ...]
+    digest: str  # sha1 of manifest.json: names the cache folder, so a rebuilt OUT never meets stale copies
 
 
-def read_manifest(out_dir: Path, where: str) -> Manifest:
-    """Parse OUT/manifest.json; `where` names the config key that pointed here, for errors."""
-    path = Path(out_dir) / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"{where}: {path} not found; point data.path at a `mixcraft build` output "
-                        f"(run `mixcraft build RECIPE --out {out_dir}` first)")
+def open_fs(url: str, where: str):
+    """(fsspec filesystem, path inside it) for a folder or URL; a missing backend is one line."""
+    import fsspec
+
     try:
-        raw = json.loads(path.read_text())
-        tokenizer = raw.get("tokenizer") or {}
-        streams = [StreamSpec(name=s["path"], local=Path(out_dir) / s["path"], proportion=float(s["proportion"]),
-                              rows=int(s["rows"])) for s in raw["streams"]]
-        return Manifest(seq_len=int(raw["seq_len"]), vocab_size=tokenizer.get("vocab_size"),
-                        tokenizer=str(tokenizer.get("name", "unknown")), streams=streams)
-    except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path}: not a mixcraft manifest ({type(err).__name__}: {err}); "
-                        "rebuild it with `mixcraft build`") from None
+        return fsspec.core.url_to_fs(url)
+    except ImportError as err:
+        raise UserError(f"{where}: {url}: {err} (pip install the fsspec backend named there)") from None
+    except ValueError as err:
+        raise UserError(f"{where}: {url}: {err}") from None
+
+
+def join_url(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def read_manifest(data_path: str | Path, where: str) -> Manifest:
+    """Parse OUT/manifest.json (a folder or an fsspec URL); the one place that reads it.
+    `where` names the config key that pointed here, for errors."""
+    root = str(data_path)
+    fs, base = open_fs(root, where)
+    path = join_url(base, "manifest.json")
+    try:
+        text = fs.cat_file(path)
+    except FileNotFoundError:
+        raise UserError(f"{where}: {join_url(root, 'manifest.json')} not found; point data.path at a "
+                        f"`mixcraft build` output (run `mixcraft build RECIPE --out {root}` first)") from None
+    try:
+        raw = json.loads(text)
+    except ValueError as err:
+        raise UserError(f"{join_url(root, 'manifest.json')}: not valid JSON ({err}); rebuild it with "
+                        "`mixcraft build`") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{join_url(root, 'manifest.json')}: not a mixcraft manifest; rebuild it with `mixcraft build`")
+    built = parse_manifest(raw, join_url(root, "manifest.json"))
+    streams = tuple(StreamSpec(
+        name=s.path, url=join_url(root, s.path), proportion=s.proportion, rows=s.rows,
+        shards=tuple(ShardDigest(d.basename, d.bytes, d.hash, d.samples) for d in built.shards.get(s.path, [])))
+        for s in built.streams)
+    return Manifest(root=root, seq_len=built.seq_len, vocab_size=built.tokenizer.vocab_size,
+                    tokenizer=built.tokenizer.name, tokenizer_file=built.tokenizer.file, streams=streams,
+                    digest=hashlib.sha1(text).hexdigest())
 
 
 def choose_streams(manifest: Manifest, proportions: dict[str, float] | None, where: str) -> list[StreamSpec]:
@@ -64,9 +108,9 @@ def choose_streams(manifest: Manifest, proportions: dict[str, float] | None, whe
     if proportions is not None:
         for name in proportions:
             if name not in by_name:
-                raise UserError(f"{where}.{name}: no such stream in the manifest "
-                                f"(have: {', '.join(by_name)})")
-        weighted = [StreamSpec(s.name, s.local, proportions.get(s.name, 0.0), s.rows) for s in manifest.streams]
+                raise UserError(f"{where}.{name}: no such stream in the manifest (have: {', '.join(by_name)})")
+        weighted = [StreamSpec(s.name, s.url, proportions.get(s.name, 0.0), s.rows, s.shards)
+                    for s in manifest.streams]
     else:
         weighted = list(manifest.streams)
     # Empty subsets and zero weights are left out: streaming rejects both.
@@ -74,10 +118,6 @@ def choose_streams(manifest: Manifest, proportions: dict[str, float] | None, whe
     if not chosen:
         raise UserError(f"{where}: no stream has rows and a positive proportion; check the build "
                         "(`mixcraft stats OUT`) or data.proportions")
-    for s in chosen:
-        if not (s.local / "index.json").is_file():
-            raise UserError(f"{where}: {s.local}/index.json is missing; the build output is incomplete "
-                            "(re-run `mixcraft build`, then `mixcraft verify OUT`)")
     return chosen
 
 
@@ -107,6 +147,22 @@ class PackedBatch:
     def _map(self, fn) -> PackedBatch:
         return PackedBatch(fn(self.input_ids), fn(self.targets), fn(self.position_ids), fn(self.cu_seqlens),
                            self.max_seqlen, self.n_rows, self.sum_sq_doc_lens)
+
+    def rows(self) -> Tensor:
+        """(n_rows, 3, row_tokens) int32: ids, targets, positions per row; all a batch needs,
+        in one fixed-shape tensor that collectives can move between ranks."""
+        stacked = torch.stack([self.input_ids, self.targets, self.position_ids]).to(torch.int32)
+        return stacked.view(3, self.n_rows, -1).transpose(0, 1).contiguous()
+
+
+def batch_from_rows(rows: Tensor) -> PackedBatch:
+    """Inverse of `PackedBatch.rows`: document pieces start where positions restart at 0."""
+    flat = rows.transpose(0, 1).reshape(3, -1).to(torch.int64)
+    ids, targets, pos = flat[0], flat[1], flat[2]
+    starts = torch.nonzero(pos == 0).flatten()
+    cu = torch.cat([starts, torch.tensor([len(ids)])]).to(torch.int32)
+    lens = (cu[1:] - cu[:-1]).to(torch.int64)
+    return PackedBatch(ids, targets, pos, cu, int(lens.max()), int(rows.shape[0]), int((lens**2).sum()))
 
 
 def row_spans(sample: dict[str, Any], crop_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -161,9 +217,16 @@ def pack_rows(samples: list[dict[str, Any]], *, crop_tokens: int | None, vocab_s
         sum_sq_doc_lens=int((lens.astype(np.int64) ** 2).sum()))
 
 
-def make_loader(streams: list[StreamSpec], *, micro_batch_rows: int, seed: int, shuffle: bool,
+def streaming_remote(url: str) -> str:
+    """The `remote=` streaming understands: a plain path for local folders and file:// URLs
+    (its downloaders know s3://, gs://, ... but not file://)."""
+    return url.removeprefix("file://")
+
+
+def make_loader(streams: list[StreamSpec], *, cache: Path, micro_batch_rows: int, seed: int, shuffle: bool,
                 num_workers: int, crop_tokens: int | None, vocab_size: int, pin_memory: bool = False):
-    """A resumable StreamingDataLoader over the weighted mixture, yielding PackedBatch."""
+    """A resumable StreamingDataLoader over the weighted mixture, yielding PackedBatch.
+    Shards are copied from each stream's `url` into `cache/<source>/<bucket>` and read there."""
     from streaming import Stream, StreamingDataLoader, StreamingDataset
 
     class PackedLoader(StreamingDataLoader):
@@ -171,7 +234,8 @@ def make_loader(streams: list[StreamSpec], *, micro_batch_rows: int, seed: int, 
             return batch.n_rows
 
     dataset = StreamingDataset(
-        streams=[Stream(local=str(s.local), proportion=s.proportion) for s in streams],
+        streams=[Stream(remote=streaming_remote(s.url), local=str(Path(cache) / s.name), proportion=s.proportion)
+                 for s in streams],
         shuffle=shuffle, shuffle_seed=seed, batch_size=micro_batch_rows)
     collate = functools.partial(pack_rows, crop_tokens=crop_tokens, vocab_size=vocab_size)
     return PackedLoader(dataset, batch_size=micro_batch_rows, collate_fn=collate, num_workers=num_workers,

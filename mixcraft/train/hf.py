@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from mixcraft.errors import UserError
-from mixcraft.train.config import ModelConfig
 from mixcraft.train.model import ModelArgs
 
 # Files that make an exported checkpoint usable as-is when the run started from one.
@@ -33,55 +32,6 @@ def read_hf_config(ckpt: Path, where: str) -> dict[str, Any]:
         raise UserError(f"{where}: {path}: model_type is {cfg.get('model_type')!r}; only Llama checkpoints "
                         "are supported")
     return cfg
-
-
-def resolve_model_args(m: ModelConfig, *, manifest_vocab: int | None, seq_len: int, where: str) -> ModelArgs:
-    """The concrete model shape: from the checkpoint when init_from is set, else from the config."""
-    if m.init_from is not None:
-        hf = read_hf_config(Path(m.init_from), f"{where}: model.init_from")
-        theirs = {"dim": hf["hidden_size"], "n_layers": hf["num_hidden_layers"],
-                  "n_heads": hf["num_attention_heads"],
-                  "n_kv_heads": hf.get("num_key_value_heads", hf["num_attention_heads"]),
-                  "ffn_dim": hf["intermediate_size"], "vocab_size": hf["vocab_size"]}
-        for key, value in theirs.items():
-            mine = getattr(m, key)
-            if mine not in (None, "auto") and mine != value:
-                raise UserError(f"{where}: model.{key}: {mine} does not match the checkpoint's {value} "
-                                f"({m.init_from}); remove the key or fix it")
-        if hf.get("head_dim", hf["hidden_size"] // hf["num_attention_heads"]) * hf["num_attention_heads"] \
-                != hf["hidden_size"]:
-            raise UserError(f"{where}: model.init_from: head_dim * heads != hidden_size is not supported")
-        args = ModelArgs(**theirs, rope_theta=m.rope_theta or hf.get("rope_theta", 10000.0),
-                         rope_scaling=m.rope_scaling if m.rope_scaling is not None else hf.get("rope_scaling"),
-                         norm_eps=hf.get("rms_norm_eps", 1e-5), tie_embeddings=hf.get("tie_word_embeddings", False),
-                         init_std=hf.get("initializer_range", m.init_std),
-                         max_seq_len=m.max_seq_len or max(seq_len, hf.get("max_position_embeddings", 0)))
-    else:
-        vocab = manifest_vocab if m.vocab_size == "auto" else m.vocab_size
-        if vocab is None:
-            raise UserError(f"{where}: model.vocab_size: 'auto' needs tokenizer.vocab_size in the manifest; "
-                            "give the number (e.g. 128256 for Llama 3)")
-        args = ModelArgs(dim=m.dim, n_layers=m.n_layers, n_heads=m.n_heads, n_kv_heads=m.n_kv_heads,
-                         ffn_dim=m.ffn_dim, vocab_size=vocab, rope_theta=m.rope_theta or 10000.0,
-                         rope_scaling=m.rope_scaling, norm_eps=m.norm_eps, tie_embeddings=m.tie_embeddings,
-                         init_std=m.init_std, max_seq_len=m.max_seq_len or seq_len)
-    _check_rope_scaling(args, where)
-    if manifest_vocab is not None and args.vocab_size < manifest_vocab:
-        raise UserError(f"{where}: model vocab_size {args.vocab_size} is smaller than the data tokenizer's "
-                        f"{manifest_vocab}; the data and the model use different tokenizers")
-    return args
-
-
-def _check_rope_scaling(args: ModelArgs, where: str) -> None:
-    scaling = args.rope_scaling
-    if not scaling:
-        args.rope_scaling = None
-        return
-    kind = scaling.get("rope_type", scaling.get("type"))
-    needed = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
-    if kind != "llama3" or any(k not in scaling for k in needed):
-        raise UserError(f"{where}: model.rope_scaling: only rope_type 'llama3' with {', '.join(needed)} is "
-                        f"supported, got {scaling}; set `rope_scaling: {{}}` to drop it (ABF via rope_theta)")
 
 
 def load_hf_weights(ckpt: Path, args: ModelArgs, where: str) -> dict[str, Tensor]:
@@ -118,7 +68,7 @@ def _our_names(args: ModelArgs) -> list[str]:
     return names + [f"layers.{i}.{p}" for i in range(args.n_layers) for p in per_layer]
 
 
-def hf_config(args: ModelArgs, dtype: torch.dtype):
+def hf_config(args: ModelArgs, dtype: torch.dtype, bos_token_id: int | None = None, eos_token_id: int | None = None):
     """transformers.LlamaConfig for `args`: the one thing that knows HF's key names."""
     from transformers import LlamaConfig
 
@@ -128,12 +78,16 @@ def hf_config(args: ModelArgs, dtype: torch.dtype):
         head_dim=args.head_dim, max_position_embeddings=args.max_seq_len, rms_norm_eps=args.norm_eps,
         rope_theta=args.rope_theta, rope_scaling=args.rope_scaling, tie_word_embeddings=args.tie_embeddings,
         initializer_range=args.init_std, torch_dtype=str(dtype).removeprefix("torch."),
-        architectures=["LlamaForCausalLM"], bos_token_id=None, eos_token_id=None)
+        architectures=["LlamaForCausalLM"], bos_token_id=bos_token_id, eos_token_id=eos_token_id)
 
 
 def export_hf(state: dict[str, Tensor], args: ModelArgs, out: Path, *, dtype: torch.dtype,
-              tokenizer_from: str | None = None) -> Path:
-    """Write `out/model.safetensors` + `out/config.json` from a full (unsharded) state dict."""
+              carry_from: str | Path | None = None, tokenizer_json: str | Path | None = None) -> list[str]:
+    """Write `out/model.safetensors`, `config.json` (with bos/eos ids) and the tokenizer files
+    from a full (unsharded) state dict, so the folder loads as-is with `from_pretrained` for
+    both the model and `AutoTokenizer`. Tokenizer files come from `carry_from` (the HF checkpoint
+    the run started from) or else `tokenizer_json` (the one the data was built with).
+    Returns notes on what could not be included."""
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -145,9 +99,59 @@ def export_hf(state: dict[str, Tensor], args: ModelArgs, out: Path, *, dtype: to
         hf_name = name if name == "lm_head.weight" else f"model.{name}"
         tensors[hf_name] = tensor.detach().to("cpu", dtype).contiguous()
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    hf_config(args, dtype).save_pretrained(str(out))  # writes config.json
-    if tokenizer_from is not None:
+    notes = _write_tokenizer(out, carry_from, tokenizer_json)
+    bos, eos = special_ids(out, carry_from)
+    hf_config(args, dtype, bos, eos).save_pretrained(str(out))  # writes config.json
+    if not (out / "generation_config.json").is_file() and (bos is not None or eos is not None):
+        from transformers import GenerationConfig
+
+        GenerationConfig(bos_token_id=bos, eos_token_id=eos).save_pretrained(str(out))
+    return notes
+
+
+def _write_tokenizer(out: Path, carry_from: str | Path | None, tokenizer_json: str | Path | None) -> list[str]:
+    if carry_from is not None:
         for name in CARRIED_FILES:
-            if (Path(tokenizer_from) / name).is_file():
-                shutil.copy2(Path(tokenizer_from) / name, out / name)
-    return out
+            if (Path(carry_from) / name).is_file():
+                shutil.copy2(Path(carry_from) / name, out / name)
+    if (out / "tokenizer.json").is_file():
+        return []
+    if tokenizer_json is None or not Path(tokenizer_json).is_file():
+        return [f"no tokenizer files in the export: the data's tokenizer file {tokenizer_json} is not on this "
+                "machine; copy its tokenizer.json beside the weights"]
+    shutil.copy2(tokenizer_json, out / "tokenizer.json")
+    bos, eos = _tokenizer_specials(out / "tokenizer.json")
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False,
+              "bos_token": bos[0] if bos else None, "eos_token": eos[0] if eos else None}
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    return []
+
+
+# Special tokens by family, most specific first (Llama 3, Llama 2 / Mistral, GPT-2 style).
+BOS_TOKENS = ("<|begin_of_text|>", "<s>")
+EOS_TOKENS = ("<|end_of_text|>", "</s>", "<|endoftext|>")
+
+
+def _tokenizer_specials(tokenizer_json: Path) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """((bos token, id), (eos token, id)) found in a tokenizer.json's vocabulary, or None each."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    found = []
+    for names in (BOS_TOKENS, EOS_TOKENS):
+        hit = next(((t, tok.token_to_id(t)) for t in names if tok.token_to_id(t) is not None), None)
+        found.append(hit)
+    return found[0], found[1]
+
+
+def special_ids(out: Path, carry_from: str | Path | None) -> tuple[int | None, int | None]:
+    """bos/eos ids: the starting checkpoint's config.json if it names them, else the exported
+    tokenizer's special tokens."""
+    if carry_from is not None and (Path(carry_from) / "config.json").is_file():
+        theirs = json.loads((Path(carry_from) / "config.json").read_text())
+        if theirs.get("bos_token_id") is not None or theirs.get("eos_token_id") is not None:
+            return theirs.get("bos_token_id"), theirs.get("eos_token_id")
+    if (out / "tokenizer.json").is_file():
+        bos, eos = _tokenizer_specials(out / "tokenizer.json")
+        return (bos[1] if bos else None), (eos[1] if eos else None)
+    return None, None

@@ -2,8 +2,10 @@
 
 Single process (`mixcraft train CONFIG`) or many (`torchrun --nproc_per_node=N -m mixcraft.train
 CONFIG`); the code is the same. Each optimizer step consumes exactly `train.tokens_per_step`
-tokens: rows of the mixture, `micro_batch_rows` at a time per rank, accumulated over
-`tokens_per_step / (row_tokens * micro_batch_rows * world)` micro-steps.
+tokens: every rank reads `micro_batch_rows` rows at a time, `accum` times; the rows are then
+dealt to micro-batches (plan.py: context-parallel groups pool theirs, and data-parallel ranks
+get rows of similar attention cost), and under context parallelism each rank trains on its
+contiguous slice of every micro-batch (context.py).
 """
 
 from __future__ import annotations
@@ -17,31 +19,16 @@ import torch
 import torch.distributed as dist
 
 from mixcraft.errors import UserError
-from mixcraft.train.attention import available_backends, select_backend
-from mixcraft.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from mixcraft.train.checkpoint import save_checkpoint
 from mixcraft.train.config import TrainConfig
-from mixcraft.train.data import (
-    Manifest,
-    PackedBatch,
-    StreamSpec,
-    batches_forever,
-    choose_streams,
-    close_loader,
-    make_loader,
-    read_manifest,
-)
-from mixcraft.train.hf import export_hf, resolve_model_args
+from mixcraft.train.context import slice_tokens
+from mixcraft.train.data import PackedBatch, batches_forever, close_loader
+from mixcraft.train.hf import export_hf
 from mixcraft.train.metrics import MetricsLog, peak_flops, train_flops
-from mixcraft.train.model import Llama
-from mixcraft.train.optim import build_optimizer, lr_at, set_lr
-from mixcraft.train.parallel import (
-    DistEnv,
-    build_model,
-    compute_dtype,
-    full_state_dict,
-    init_distributed,
-    shutdown,
-)
+from mixcraft.train.optim import lr_at, set_lr
+from mixcraft.train.parallel import full_state_dict, init_distributed, shutdown
+from mixcraft.train.plan import step_batches
+from mixcraft.train.setup import Run, build, print_setup
 
 
 class TrainingDiverged(UserError):
@@ -50,31 +37,26 @@ class TrainingDiverged(UserError):
 
 
 def train(cfg: TrainConfig) -> None:
-    env = init_distributed(cfg.train.device, cfg.source)
+    env = init_distributed(cfg.train.device, cfg.train.context_parallel, cfg.source)
     torch.manual_seed(cfg.seed + env.rank)
     run = batches = metrics = None
     try:
-        # -- build
+        # -- build and resume
         run = build(cfg, env)
-        # -- resume
-        start = 0
-        if run.resume_from is not None:
-            start = load_checkpoint(run.resume_from, run.model, run.optimizer, run.loader, rank=env.rank,
-                                    device=env.device)
         if env.is_main:
-            print_setup(run, start)
-        metrics = MetricsLog(Path(cfg.out_dir), start_step=start, total_steps=cfg.train.steps, every=cfg.log.every,
-                             world=env.world, peak=peak_flops(cfg.log.peak_tflops, env.device), device=env.device,
-                             enabled=env.is_main, tensorboard=cfg.log.tensorboard)
+            print_setup(run)
+        metrics = MetricsLog(Path(cfg.out_dir), start_step=run.start_step, total_steps=cfg.train.steps,
+                             every=cfg.log.every, world=env.world, peak=peak_flops(cfg.log.peak_tflops, env.device),
+                             device=env.device, enabled=env.is_main, tensorboard=cfg.log.tensorboard)
         batches = batches_forever(run.loader)
         # -- loop
-        for step in range(start, cfg.train.steps):
+        for step in range(run.start_step, cfg.train.steps):
             lr = lr_at(step, cfg.train)
             set_lr(run.optimizer, lr)
             t0 = time.perf_counter()
-            micro = [next(batches) for _ in range(run.accum)]
+            loaded = [next(batches) for _ in range(run.accum)]
             data_wait_s = time.perf_counter() - t0
-            result = train_step(run.model, run.optimizer, micro, env, cfg, step + 1)
+            result = train_step(run, loaded, step + 1)
             # -- log
             flops = train_flops(run.model.args, result.n_tokens, result.sum_sq_doc_lens)
             metrics.record(step=step + 1, loss=result.loss, lr=lr, grad_norm=result.grad_norm,
@@ -83,11 +65,12 @@ def train(cfg: TrainConfig) -> None:
             # -- save
             if should_save(cfg, step + 1):
                 path = save_checkpoint(run.ckpt_root, step + 1, run.model, run.optimizer, run.loader,
-                                       rank=env.rank, device=env.device, keep=cfg.checkpoint.keep)
+                                       rank=env.rank, device=env.device, keep=cfg.checkpoint.keep,
+                                       args=run.model.args)
                 if env.is_main:
                     print(f"saved checkpoint {path}", flush=True)
         if cfg.checkpoint.export_hf:
-            export(cfg, run.model, env, Path(cfg.out_dir) / "hf")
+            export(run, Path(cfg.out_dir) / "hf")
     finally:
         if batches is not None:
             batches.close()
@@ -98,51 +81,6 @@ def train(cfg: TrainConfig) -> None:
 
 
 @dataclass
-class Run:
-    """Everything `build` makes: the config's objects, resolved against the data and the world."""
-
-    cfg: TrainConfig
-    env: DistEnv
-    manifest: Manifest
-    streams: list[StreamSpec]
-    model: Llama
-    optimizer: torch.optim.Optimizer
-    loader: object  # streaming.StreamingDataLoader yielding PackedBatch
-    accum: int  # micro-batches per optimizer step on each rank
-    row_tokens: int
-    dtype: torch.dtype
-    ckpt_root: Path
-    resume_from: Path | None
-
-
-def build(cfg: TrainConfig, env: DistEnv) -> Run:
-    """Data, model (sharded, weights loaded unless a checkpoint will be), optimizer, loader."""
-    ckpt_root = Path(cfg.out_dir) / "checkpoints"
-    if env.is_main:
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(Path(cfg.data.path), f"{cfg.source}: data.path")
-    streams = choose_streams(manifest, cfg.data.proportions, f"{cfg.source}: data.proportions")
-    row_tokens = min(manifest.seq_len, cfg.data.crop_tokens or manifest.seq_len)
-    accum = grad_accum_steps(cfg, row_tokens, env.world)
-    args = resolve_model_args(cfg.model, manifest_vocab=manifest.vocab_size, seq_len=manifest.seq_len,
-                              where=cfg.source)
-    dtype = compute_dtype(cfg.train.precision, env.device)
-    backend = select_backend(cfg.train.attention, env.device, cfg.source)
-    resume_from = find_resume(cfg, ckpt_root)
-    model = build_model(args, env, dtype=dtype, seed=cfg.seed, init_from=cfg.model.init_from,
-                        load_weights=resume_from is None, where=cfg.source)
-    model.configure(attention=backend, activation_checkpointing=cfg.train.activation_checkpointing,
-                    loss_chunk_tokens=cfg.train.loss_chunk_tokens)
-    optimizer = build_optimizer(model, cfg.train)
-    loader = make_loader(streams, micro_batch_rows=cfg.train.micro_batch_rows, seed=cfg.seed,
-                         shuffle=cfg.data.shuffle, num_workers=cfg.data.num_workers,
-                         crop_tokens=cfg.data.crop_tokens, vocab_size=args.vocab_size,
-                         pin_memory=env.device.type == "cuda")
-    return Run(cfg, env, manifest, streams, model, optimizer, loader, accum, row_tokens, dtype, ckpt_root,
-               resume_from)
-
-
-@dataclass
 class StepResult:
     loss: float  # mean over the step's valid targets, all ranks
     grad_norm: float
@@ -150,23 +88,28 @@ class StepResult:
     sum_sq_doc_lens: int  # all ranks
 
 
-def train_step(model: Llama, optimizer, micro: list[PackedBatch], env: DistEnv, cfg: TrainConfig,
-               step: int) -> StepResult:
-    """One optimizer step over `micro` (this rank's accumulation micro-batches)."""
-    # Count the valid targets of the whole step on every rank first, so each micro-batch's summed
-    # loss is divided by the same global number: every token weighs the same however the step is split.
-    counts = torch.tensor([sum(int((b.targets != -100).sum()) for b in micro), sum(b.n_tokens for b in micro),
-                           sum(b.sum_sq_doc_lens for b in micro)], dtype=torch.float64, device=env.device)
+def train_step(run: Run, loaded: list[PackedBatch], step: int) -> StepResult:
+    """One optimizer step over the micro-batches this rank read (`loaded`)."""
+    env, cfg, model = run.env, run.cfg, run.model
+    # Count the step's valid targets over what every rank read (each row is read by exactly one
+    # rank) first, so each micro-batch's summed loss is divided by the same global number: every
+    # token weighs the same however the step is split over ranks, micro-batches and slices.
+    counts = torch.tensor([sum(int((b.targets != -100).sum()) for b in loaded), sum(b.n_tokens for b in loaded),
+                           sum(b.sum_sq_doc_lens for b in loaded)], dtype=torch.float64, device=env.device)
     dist.all_reduce(counts)
     n_valid = counts[0].item()
     if n_valid == 0:
         raise UserError(f"{cfg.source}: step {step}/{cfg.train.steps}: no token in this batch counts toward the "
                         "loss (all targets masked); check the `mask` column of the SFT data")
+    micro = step_batches(loaded, env, balance=cfg.train.balance, seed=cfg.seed, step=step)
     loss_sum = torch.zeros((), dtype=torch.float32, device=env.device)
-    for batch in micro:
+    for i, batch in enumerate(micro):
+        # Without sync, FSDP keeps unsharded fp32 gradients and reduce-scatters once, at the end.
+        model.set_requires_gradient_sync(not run.reduce_once or i == len(micro) - 1)
         b = batch.to(env.device)
-        loss = model(b.input_ids, b.position_ids, b.cu_seqlens, b.max_seqlen, b.targets)
-        # FSDP averages gradients over ranks; x world turns that into (sum of losses) / n_valid.
+        ids, targets, pos = (slice_tokens(t, env.cp_rank, env.cp) for t in (b.input_ids, b.targets, b.position_ids))
+        loss = model(ids, pos, b.cu_seqlens, b.max_seqlen, targets)
+        # FSDP averages gradients over all ranks; x world turns that into (sum of losses) / n_valid.
         (loss * (env.world / n_valid)).backward()
         loss_sum += loss.detach()
     max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else math.inf
@@ -175,25 +118,14 @@ def train_step(model: Llama, optimizer, micro: list[PackedBatch], env: DistEnv, 
     dist.all_reduce(loss_sum)
     loss, norm = loss_sum.item() / n_valid, grad_norm.item()
     if not (math.isfinite(loss) and math.isfinite(norm)):
-        optimizer.zero_grad(set_to_none=True)
+        run.optimizer.zero_grad(set_to_none=True)
         raise TrainingDiverged(
             f"{cfg.source}: step {step}/{cfg.train.steps}: loss is {loss}, grad norm {norm}; stopped before the "
             "optimizer step, so the last checkpoint is intact. Lower train.lr or lengthen warmup, "
             "or check the data around this step, then re-run to resume from the last checkpoint")
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
     return StepResult(loss, norm, int(counts[1].item()), int(counts[2].item()))
-
-
-def grad_accum_steps(cfg: TrainConfig, row_tokens: int, world: int) -> int:
-    per_micro = row_tokens * cfg.train.micro_batch_rows * world
-    tokens = cfg.train.tokens_per_step
-    if tokens % per_micro:
-        near = sorted({max(1, tokens // per_micro) * per_micro, (tokens // per_micro + 1) * per_micro})
-        raise cfg.fail("train.tokens_per_step", f"{tokens:,} is not a multiple of row tokens {row_tokens:,} x "
-                       f"micro_batch_rows {cfg.train.micro_batch_rows} x world size {world} = {per_micro:,}; "
-                       f"use {' or '.join(f'{n:,}' for n in near)}")
-    return tokens // per_micro
 
 
 def should_save(cfg: TrainConfig, done: int) -> bool:
@@ -201,36 +133,15 @@ def should_save(cfg: TrainConfig, done: int) -> bool:
     return bool(periodic or (cfg.checkpoint.final and done == cfg.train.steps))
 
 
-def find_resume(cfg: TrainConfig, ckpt_root: Path) -> Path | None:
-    if cfg.checkpoint.resume == "never":
-        return None
-    if cfg.checkpoint.resume == "auto":
-        return latest_checkpoint(ckpt_root)
-    return Path(cfg.checkpoint.resume)
-
-
-def export(cfg: TrainConfig, model: Llama, env: DistEnv, out: Path) -> None:
-    state = full_state_dict(model)  # collective: every rank takes part, rank 0 gets the tensors
+def export(run: Run, out: Path) -> None:
+    cfg, env = run.cfg, run.env
+    state = full_state_dict(run.model)  # collective: every rank takes part, rank 0 gets the tensors
     if env.is_main:
         dtype = torch.bfloat16 if cfg.checkpoint.export_dtype == "bf16" else torch.float32
-        export_hf(state, model.args, out, dtype=dtype, tokenizer_from=cfg.model.init_from)
+        notes = export_hf(state, run.model.args, out, dtype=dtype,
+                          carry_from=run.origin.path if run.origin.kind == "hf" else None,
+                          tokenizer_json=run.manifest.tokenizer_file)
+        for note in notes:
+            print(f"{cfg.source}: warning: {note}", flush=True)
         print(f"exported HF checkpoint to {out} (transformers.LlamaForCausalLM.from_pretrained)", flush=True)
     dist.barrier()
-
-
-def print_setup(run: Run, start: int) -> None:
-    cfg, a, model = run.cfg, run.model.args, run.model
-    total = sum(s.proportion for s in run.streams)
-    mix = ", ".join(f"{s.name} {s.proportion / total:.0%}" for s in run.streams)
-    n_params = sum(p.numel() for p in model.parameters())
-    origin = f"from {cfg.model.init_from}" if cfg.model.init_from else f"from scratch (seed {cfg.seed})"
-    print(f"data: {cfg.data.path} (seq_len {run.manifest.seq_len:,}, tokenizer {run.manifest.tokenizer}): {mix}")
-    print(f"model: {n_params / 1e6:.1f}M params (dim {a.dim}, {a.n_layers} layers, {a.n_heads} heads / "
-          f"{a.n_kv_heads} kv, vocab {a.vocab_size:,}, rope theta {a.rope_theta:g}) {origin}")
-    print(f"run: world {run.env.world} x {run.env.device.type} | {str(run.dtype).removeprefix('torch.')} | "
-          f"attention {model.attention_backend} (available: {', '.join(available_backends(run.env.device))}) | "
-          f"{run.row_tokens:,} tokens/row x {cfg.train.micro_batch_rows} rows x {run.accum} accum x "
-          f"{run.env.world} ranks = {cfg.train.tokens_per_step:,} tokens/step")
-    if run.resume_from is not None:
-        print(f"resuming from {run.resume_from} at step {start}")
-    print(f"out: {cfg.out_dir} (metrics.jsonl, checkpoints/, hf/)", flush=True)

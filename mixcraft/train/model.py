@@ -3,7 +3,9 @@
 Module and parameter names follow transformers' `LlamaForCausalLM` (without its `model.`
 prefix), so loading and exporting HF checkpoints is a rename, not a conversion, and the RoPE
 layout is HF's rotate-half. The model works on one flat stream of packed tokens of shape (T,);
-documents are delimited by `cu_seqlens` and attention never crosses them.
+documents are delimited by `cu_seqlens` and attention never crosses them. Under context
+parallelism (context.py) a rank holds T/N of those tokens and `cu_seqlens` still describes
+the whole row.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from mixcraft.train.attention import block_causal_mask, doc_attention
+from mixcraft.train.context import heads_to_seq, kv_repeats, seq_to_heads
 from mixcraft.train.loss import chunked_cross_entropy
 
 
@@ -39,6 +43,18 @@ class ModelArgs:
     @property
     def head_dim(self) -> int:
         return self.dim // self.n_heads
+
+    def block_params(self) -> int:
+        """Parameters of one transformer block (attention, MLP, two norms)."""
+        kv_dim = self.n_kv_heads * self.head_dim
+        return self.dim * (2 * self.dim + 2 * kv_dim) + 3 * self.dim * self.ffn_dim + 2 * self.dim
+
+    def root_params(self) -> int:
+        """Parameters outside the blocks: embeddings, final norm, lm_head (unless tied)."""
+        return self.vocab_size * self.dim * (1 if self.tie_embeddings else 2) + self.dim
+
+    def n_params(self) -> int:
+        return self.n_layers * self.block_params() + self.root_params()
 
     def matmul_params(self) -> int:
         """Parameters that take part in a matmul per token: everything but the embedding lookup."""
@@ -104,6 +120,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.o_proj = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
         self.backend = "sdpa"
+        self.cp_group: dist.ProcessGroup | None = None  # context-parallel group (None: whole rows)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cu_seqlens: Tensor, max_seqlen: int,
                 mask: Tensor | None) -> Tensor:
@@ -112,8 +129,22 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(n_tokens, self.n_kv_heads, self.head_dim)
         v = self.v_proj(x).view(n_tokens, self.n_kv_heads, self.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = doc_attention(self.backend, q, k, v, cu_seqlens, max_seqlen, mask)
+        if self.cp_group is None:
+            out = doc_attention(self.backend, q, k, v, cu_seqlens, max_seqlen, mask)
+        else:
+            out = self._context_parallel(q, k, v, cu_seqlens, max_seqlen, mask)
         return self.o_proj(out.reshape(n_tokens, -1))
+
+    def _context_parallel(self, q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int,
+                          mask: Tensor | None) -> Tensor:
+        """Ulysses: token slices -> head groups over the whole row, attend, and back."""
+        group = self.cp_group
+        repeats = kv_repeats(self.n_kv_heads, dist.get_world_size(group))
+        if repeats > 1:  # fewer KV heads than ranks: copies, so every rank's query heads have theirs
+            k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
+        q, k, v = (seq_to_heads(t, group) for t in (q, k, v))
+        out = doc_attention(self.backend, q, k, v, cu_seqlens, max_seqlen, mask)
+        return heads_to_seq(out, group)
 
 
 class MLP(nn.Module):
@@ -161,12 +192,18 @@ class Llama(nn.Module):
             self.lm_head.weight = self.embed_tokens.weight
         self.attention_backend = "sdpa"
         self.loss_chunk_tokens = 2048
+        self.cp_group: dist.ProcessGroup | None = None
 
-    def configure(self, *, attention: str, activation_checkpointing: bool, loss_chunk_tokens: int) -> None:
+    def configure(self, *, attention: str, activation_checkpointing: bool, loss_chunk_tokens: int,
+                  cp_group: dist.ProcessGroup | None = None) -> None:
+        """Attention backend, checkpointing, loss block size, and the context-parallel group
+        (None: this rank holds whole rows)."""
         self.attention_backend = attention
         self.loss_chunk_tokens = loss_chunk_tokens
+        self.cp_group = cp_group
         for block in self.layers:
             block.self_attn.backend = attention
+            block.self_attn.cp_group = cp_group
             block.activation_checkpointing = activation_checkpointing
 
     @torch.no_grad()
@@ -181,11 +218,13 @@ class Llama(nn.Module):
     def forward(self, input_ids: Tensor, position_ids: Tensor, cu_seqlens: Tensor, max_seqlen: int,
                 targets: Tensor | None = None) -> Tensor:
         """With `targets`: the summed cross-entropy over valid targets (chunked; no full logits).
-        Without: fp32 logits of shape (T, vocab), for evaluation and tests."""
+        Without: fp32 logits of shape (T, vocab), for evaluation and tests. Under context
+        parallelism the tensors are this rank's token slice and `cu_seqlens` the whole row's."""
         h = self.embed_tokens(input_ids)
         cos, sin = rope_cos_sin(position_ids, self.args, h.dtype)
+        row_tokens = h.shape[0] * (dist.get_world_size(self.cp_group) if self.cp_group is not None else 1)
         # The SDPA fallback needs an explicit (T, T) mask; build it once, not once per layer.
-        mask = block_causal_mask(cu_seqlens, h.shape[0]) if self.attention_backend == "sdpa" else None
+        mask = block_causal_mask(cu_seqlens, row_tokens) if self.attention_backend == "sdpa" else None
         for block in self.layers:
             h = block(h, cos, sin, cu_seqlens, max_seqlen, mask)
         h = self.norm(h)

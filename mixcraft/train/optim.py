@@ -36,3 +36,12 @@ def lr_at(step: int, cfg: OptimConfig) -> float:
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def apply_hyperparameters(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> None:
+    """Set betas, eps and weight decay from the config, over whatever a loaded checkpoint held:
+    a new stage (init_from) or a resumed run with an edited config follows its config. Group 0
+    is the decayed one (see build_optimizer); the learning rate is set every step."""
+    for i, group in enumerate(optimizer.param_groups):
+        group["betas"], group["eps"] = tuple(cfg.betas), cfg.eps
+        group["weight_decay"] = cfg.weight_decay if i == 0 else 0.0

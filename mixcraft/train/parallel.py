@@ -1,8 +1,10 @@
-"""Process group, FSDP2 sharding, and materializing the model's weights across ranks.
+"""Process group, the (data parallel x context parallel) device mesh, FSDP2 sharding, and
+materializing the model's weights across ranks.
 
 One code path for 1 or N processes: a single process gets a 1-rank group (gloo on CPU), so
 sharding, checkpointing and the full-state-dict export are the same code that runs on a
-cluster under torchrun.
+cluster under torchrun. Ranks are laid out row-major on the mesh: rank = dp_rank * cp + cp_rank,
+so a context-parallel group is `cp` neighbouring ranks (one node's NVLink for cp <= 8).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from mixcraft.errors import UserError
+from mixcraft.train.hf import load_hf_weights
 from mixcraft.train.model import Llama, ModelArgs
 
 
@@ -31,16 +34,40 @@ class DistEnv:
     world: int
     local_rank: int
     device: torch.device
-    mesh: DeviceMesh
+    mesh: DeviceMesh  # 2-D: ("dp", "cp")
+    # FSDP shards over every rank: context-parallel ranks hold the same weights and each computes
+    # a partial gradient from its slice of the tokens, so gradients are summed over the flattened
+    # (dp, cp) mesh, as in torchtitan.
+    fsdp_mesh: DeviceMesh
     owns_group: bool  # we created the process group, so we tear it down
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def cp(self) -> int:
+        return self.mesh["cp"].size()
 
-def init_distributed(device_setting: str, where: str) -> DistEnv:
-    """Join the torchrun group if launched by torchrun, else make a 1-rank group."""
+    @property
+    def cp_rank(self) -> int:
+        return self.mesh["cp"].get_local_rank()
+
+    @property
+    def dp(self) -> int:
+        return self.mesh["dp"].size()
+
+    @property
+    def dp_rank(self) -> int:
+        return self.mesh["dp"].get_local_rank()
+
+    @property
+    def cp_group(self) -> dist.ProcessGroup | None:
+        return self.mesh["cp"].get_group() if self.cp > 1 else None
+
+
+def init_distributed(device_setting: str, context_parallel: int, where: str) -> DistEnv:
+    """Join the torchrun group if launched by torchrun, else make a 1-rank group; build the mesh."""
     cuda = torch.cuda.is_available() and device_setting != "cpu"
     if device_setting == "cuda" and not cuda:
         raise UserError(f"{where}: train.device: cuda requested but no CUDA device is visible")
@@ -58,8 +85,13 @@ def init_distributed(device_setting: str, where: str) -> DistEnv:
         else:
             dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
     world = dist.get_world_size()
-    mesh = init_device_mesh(device.type, (world,), mesh_dim_names=("dp_shard",))
-    return DistEnv(dist.get_rank(), world, local_rank, device, mesh, owns)
+    if world % context_parallel:
+        if owns:
+            dist.destroy_process_group()
+        raise UserError(f"{where}: train.context_parallel: {context_parallel} does not divide the world size "
+                        f"{world}; launch a multiple of {context_parallel} processes (torchrun --nproc_per_node)")
+    mesh = init_device_mesh(device.type, (world // context_parallel, context_parallel), mesh_dim_names=("dp", "cp"))
+    return DistEnv(dist.get_rank(), world, local_rank, device, mesh, mesh["dp", "cp"]._flatten("dp_cp"), owns)
 
 
 def shutdown(env: DistEnv | None) -> None:
@@ -80,32 +112,32 @@ def shard_model(model: Llama, env: DistEnv, dtype: torch.dtype) -> None:
     `dtype`, and gradients are reduced in fp32 so 1000s of ranks summing bf16 do not lose bits.
     """
     mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
+    mesh = env.fsdp_mesh
     for block in model.layers:
-        fully_shard(block, mesh=env.mesh, mp_policy=mp)
+        fully_shard(block, mesh=mesh, mp_policy=mp)
     # The root's params are needed first in backward (the loss head), so keep them gathered.
-    fully_shard(model, mesh=env.mesh, mp_policy=mp, reshard_after_forward=False)
+    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=False)
 
 
-def build_model(args: ModelArgs, env: DistEnv, *, dtype: torch.dtype, seed: int, init_from: str | None,
+def build_model(args: ModelArgs, env: DistEnv, *, dtype: torch.dtype, seed: int, hf_init: str | None,
                 load_weights: bool, where: str) -> Llama:
-    """A sharded model whose weights are the HF checkpoint's or a seeded init, identical for any
-    world size: rank 0 builds the full fp32 state and broadcasts it into every rank's shards.
-    With `load_weights=False` (a checkpoint is about to be loaded) the weights are left empty."""
+    """A sharded model whose weights are the HF checkpoint's (`hf_init`) or a seeded init,
+    identical for any world size: rank 0 builds the full fp32 state and broadcasts it into every
+    rank's shards. With `load_weights=False` (a DCP checkpoint is about to be loaded) the
+    weights are left empty."""
     with torch.device("meta"):
         model = Llama(args)
     shard_model(model, env, dtype)
     model.to_empty(device=env.device)  # FSDP2 keeps tied parameters tied through this
     if load_weights:
-        full = _full_state(args, seed, init_from, where) if env.is_main else {}
+        full = _full_state(args, seed, hf_init, where) if env.is_main else {}
         set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
     return model
 
 
-def _full_state(args: ModelArgs, seed: int, init_from: str | None, where: str) -> dict[str, torch.Tensor]:
-    if init_from is not None:
-        from mixcraft.train.hf import load_hf_weights
-
-        return load_hf_weights(init_from, args, where)
+def _full_state(args: ModelArgs, seed: int, hf_init: str | None, where: str) -> dict[str, torch.Tensor]:
+    if hf_init is not None:
+        return load_hf_weights(hf_init, args, where)
     model = Llama(args)
     model.init_weights(torch.Generator().manual_seed(seed))
     return model.state_dict()

@@ -50,11 +50,28 @@ def test_block_causal_mask_is_same_document_and_not_future():
 def test_backend_selection_on_cpu():
     cpu = torch.device("cpu")
     assert available_backends(cpu) == ["sdpa"]
-    assert select_backend("auto", cpu, "cfg.yaml") == "sdpa"
+    assert select_backend("auto", cpu, "cfg.yaml") == (
+        "sdpa", "auto: fastest available; not flash_attn or varlen: needs a CUDA device (this run is on cpu)")
     with pytest.raises(UserError, match=r"cfg.yaml: train.attention: 'varlen' needs a CUDA device"):
         select_backend("varlen", cpu, "cfg.yaml")
-    with pytest.raises(UserError, match=r"'flash_attn' needs a CUDA device and the flash-attn package"):
+    with pytest.raises(UserError, match=r"'flash_attn' needs a CUDA device \(this run is on cpu\); available here: "
+                                        r"sdpa \(or use auto\)"):
         select_backend("flash_attn", cpu, "cfg.yaml")
+
+
+def test_auto_picks_flash_kernels_only_on_sm80_and_says_why():
+    """A T4 (sm75) or V100 (sm70) has CUDA but no FlashAttention-2 kernels: auto falls back to
+    SDPA and logs the reason; an sm80+ GPU gets varlen (torch >= 2.10) or flash_attn."""
+    cuda = torch.device("cuda")
+    backend, why = select_backend("auto", cuda, "cfg.yaml", capability=(7, 5))
+    assert backend == "sdpa"
+    assert why == ("auto: fastest available; not flash_attn or varlen: needs a GPU of compute capability sm80 or "
+                   "newer (Ampere, Hopper); this one is sm75")
+    with pytest.raises(UserError, match=r"'varlen' needs a GPU of compute capability sm80 or newer"):
+        select_backend("varlen", cuda, "cfg.yaml", capability=(7, 0))
+    backend, why = select_backend("auto", cuda, "cfg.yaml", capability=(9, 0))
+    assert backend in ("flash_attn", "varlen"), why
+    assert available_backends(cuda, capability=(8, 0))[-1] == "sdpa" and len(available_backends(cuda, (8, 0))) >= 2
 
 
 @pytest.mark.gpu

@@ -45,3 +45,27 @@ def test_rows_keep_the_document_length_distribution(bench, mixture):
     assert len(rows) == 6 and all(r.sum() == 256 for r in rows) and "repacked" not in label
     rows, label = bench.doc_rows(None, 4096, 3, rng)
     assert len(rows) == 3 and all(r.sum() == 4096 for r in rows) and label.startswith("SYNTHETIC")
+
+
+def test_gpu_checks_script_cpu_smoke(tmp_path, capsys):
+    """benchmarks/train_gpu.py, the one command `make bench-gpu` runs, end to end on CPU: the
+    attention comparison, context parallelism through torchrun (gloo), the throughput run."""
+    spec = importlib.util.spec_from_file_location("train_gpu", SCRIPT.parent / "train_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--cpu-smoke", "--json", str(tmp_path / "gpu.json")]) == 0
+    out = capsys.readouterr().out
+    assert "CPU SMOKE RUN" in out and "train_gpu: all checks passed" in out
+    assert "attention sdpa: max |err| vs masked SDPA" in out
+    assert "context parallelism: 2 ranks x cpu vs 1" in out and "ratio mixcraft / HF:" in out
+    result = json.loads((tmp_path / "gpu.json").read_text())
+    assert result["context_parallel"]["max_loss_diff"] <= 1e-5 and result["throughput"]["mixcraft"]["tok_s"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_gpu_checks_script_refuses_without_a_gpu(capsys):
+    spec = importlib.util.spec_from_file_location("train_gpu", SCRIPT.parent / "train_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([]) == 2
+    assert "needs a CUDA GPU and none is visible" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -37,32 +38,80 @@ def test_shipped_configs_load():
     p64, p512, sft, l2 = cfgs["prolong-64k"], cfgs["prolong-512k"], cfgs["prolong-sft"], cfgs["llama2-long"]
     # ProLong stage 1 / stage 2 / SFT and Llama 2 Long schedules (FACTS.md section 4 and 5).
     assert (p64.model.rope_theta, p64.train.lr, p64.train.warmup(), p64.train.steps) == (8e6, 1e-5, 500, 5000)
-    assert (p64.train.tokens_per_step, p64.train.min_lr_ratio, p64.train.betas) == (4 * 2**20, 0.1, [0.9, 0.95])
+    assert (p64.train.tokens_per_step, p64.train.min_lr_ratio, p64.train.betas) == (4 * 2**20, 0.1, (0.9, 0.95))
     assert (p64.train.weight_decay, p64.train.grad_clip) == (0.1, 1.0)
     assert (p512.model.rope_theta, p512.train.lr, p512.train.steps) == (1.28e8, 5e-6, 2500)
+    # ProLong stage 2: 8M tokens per step (16 rows of 512K), Ulysses over 8 GPUs, continuing stage 1.
+    assert (p512.train.tokens_per_step, p512.train.context_parallel) == (8 * 2**20, 8)
+    assert p512.model.init_from == p64.out_dir == str(RECIPES.parents[1] / "out/train/prolong-64k")
     assert (sft.train.lr, sft.train.warmup(), sft.train.steps) == (2e-5, 12, 250)
     assert (l2.model.rope_theta, l2.train.lr, l2.train.warmup_steps) == (5e5, 2e-5, 2000)
-    assert cfgs["demo-tiny"].data.path == "out/demo" and cfgs["demo-tiny"].train.steps == 20
+    # Paths are relative to the config file: `make demo` runs from the repository root, and so
+    # would any other folder.
+    demo, root = cfgs["demo-tiny"], RECIPES.parents[1]
+    assert demo.data.path == str(root / "out/demo") and demo.train.steps == 20
+    assert demo.out_dir == str(root / "out/train/demo-tiny")
+    assert demo.cache_dir == root / "out/train/demo-tiny/data_cache"
 
 
-def test_float_strings_and_defaults(tmp_path):
+def test_exponent_floats_defaults_and_relative_paths(tmp_path):
     cfg = load_config(write(tmp_path, BASE))
-    assert cfg.train.lr == 1e-3  # YAML reads "1e-3" as a string; accepted as the number it means
+    assert cfg.train.lr == 1e-3  # YAML 1.1 reads "1e-3" as a string; the loader reads it as the number
     assert (cfg.train.precision, cfg.train.attention, cfg.checkpoint.resume) == ("auto", "auto", "auto")
+    assert (cfg.train.context_parallel, cfg.train.grad_reduce, cfg.train.balance) == (1, "auto", True)
+    assert cfg.out_dir == str(tmp_path / "out/x") and cfg.data.path == str(tmp_path / "out/demo")
+    assert cfg.source == str(tmp_path / "cfg.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.steps = 3
+
+
+def test_set_overrides_go_through_the_same_checks(tmp_path):
+    path = write(tmp_path, BASE)
+    cfg = load_config(path, ["train.steps=5", "model.rope_theta=8e6", "train.context_parallel=2",
+                             "data.path=s3://bucket/out", "checkpoint.resume=never"])
+    assert (cfg.train.steps, cfg.model.rope_theta, cfg.train.context_parallel) == (5, 8e6, 2)
+    assert cfg.data.path == "s3://bucket/out"  # a URL is kept as written, not joined to the folder
+    with pytest.raises(UserError, match=r"cfg.yaml: train.context_paralel: unknown key 'context_paralel' "
+                                        r"\(did you mean 'context_parallel'\?\)"):
+        load_config(path, ["train.context_paralel=2"])
+    with pytest.raises(UserError, match=r"cfg.yaml: train.context_parallel: must be > 0, got 0"):
+        load_config(path, ["train.context_parallel=0"])
+    with pytest.raises(UserError, match=r"--set 'train.steps': expected KEY=VALUE"):
+        load_config(path, ["train.steps"])
+
+
+def test_cli_and_module_entry_points_take_set(tmp_path, capsys):
+    """`mixcraft train CONFIG --set ...` and `python -m mixcraft.train CONFIG --set ...` (torchrun)."""
+    from typer.testing import CliRunner
+
+    from mixcraft.cli import app
+    from mixcraft.train.__main__ import main
+
+    path = write(tmp_path, BASE)
+    result = CliRunner().invoke(app, ["train", str(path), "--set", "train.stepz=5"])
+    assert result.exit_code == 2 and "train.stepz: unknown key 'stepz' (did you mean 'steps'?)" in result.stderr
+    assert main([str(path), "--set", "train.stepz=5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.stepz: unknown key 'stepz' (did you mean 'steps'?)" in err
 
 
 @pytest.mark.parametrize("change, message", [
     ({"train": {"lr": "fast"}}, r"cfg.yaml: train.lr: expected a number, got 'fast'"),
-    ({"train": {"step": 3}}, r"cfg.yaml: train.step: unknown key \(did you mean 'steps'\?\)"),
+    ({"train": {"step": 3}}, r"cfg.yaml: train.step: unknown key 'step' \(did you mean 'steps'\?\)"),
     ({"train": {"steps": True}}, r"train.steps: expected an integer, got True"),
-    ({"train": {"precision": "fp16"}}, r"train.precision: expected one of 'auto', 'bf16', 'fp32', got 'fp16'"),
+    ({"train": {"precision": "fp16"}}, r"train.precision: expected one of auto, bf16, fp32, got 'fp16' "
+                                       r"\(did you mean 'bf16'\?\)"),
     ({"train": {"warmup_ratio": 0.1, "warmup_steps": 5}}, r"give either warmup_ratio or warmup_steps"),
-    ({"train": {"warmup_ratio": 1.5}}, r"train.warmup_ratio: must be in \[0, 1\), got 1.5"),
-    ({"train": {"steps": 0}}, r"train.steps: must be positive, got 0"),
+    ({"train": {"warmup_ratio": 1.5}}, r"train.warmup_ratio: must be < 1, got 1.5"),
+    ({"train": {"steps": 0}}, r"train.steps: must be > 0, got 0"),
+    ({"train": {"betas": [0.9]}}, r"train.betas: expected two numbers in \[0, 1\), got \[0.9\]"),
+    ({"train": {"grad_reduce": "sometimes"}}, r"train.grad_reduce: expected one of auto, once_per_step, "
+                                              r"every_micro_batch"),
     ({"model": {"n_kv_heads": 3}}, r"model.n_kv_heads: n_heads 4 is not divisible by n_kv_heads 3"),
     ({"model": {"dim": None}}, r"model.dim: required when model.init_from is not set"),
-    ({"data": {"proportions": {"books/64K": -1}}}, r"data.proportions.books/64K: must be zero or positive"),
-    ({"checkpoint": {"resume": "nowhere"}}, r"checkpoint.resume: 'nowhere' is not a directory"),
+    ({"data": {"proportions": {"books/64K": -1}}}, r"data.proportions.books/64K: must be >= 0, got -1"),
+    ({"data": {"verify": "md5"}}, r"data.verify: expected one of sha1, size, got 'md5'"),
+    ({"checkpoint": {"resume": "nowhere"}}, r"checkpoint.resume: '/\S+/nowhere' is not a directory"),
     ({"data": None}, r"cfg.yaml: data: expected a mapping, got None$"),
 ])
 def test_mistakes_are_one_line_user_errors(tmp_path, change, message):
@@ -78,10 +127,10 @@ def test_mistakes_are_one_line_user_errors(tmp_path, change, message):
 def test_missing_and_broken_files(tmp_path):
     with pytest.raises(UserError, match=r"nope.yaml: trainer config not found"):
         load_config(tmp_path / "nope.yaml")
-    with pytest.raises(UserError, match=r"cfg.yaml: line \d+: not valid YAML \(expected"):
+    with pytest.raises(UserError, match=r"cfg.yaml:\d+: not valid YAML: expected"):
         load_config(write(tmp_path, "out_dir: x\ndata: [unclosed\n"))
     with pytest.raises(UserError, match=r"cfg.yaml: train: required key is missing"):
-        load_config(write(tmp_path, "out_dir: x\ndata: {path: y}\nmodel: {}\n"))
+        load_config(write(tmp_path, "out_dir: x\ndata: {path: y}\nmodel: {init_from: z}\n"))
 
 
 def test_lr_schedule_warmup_then_cosine_to_the_floor(tmp_path):

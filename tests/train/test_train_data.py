@@ -7,23 +7,24 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from train_fixtures import write_mixture
+import torch
+from train_fixtures import open_loader, write_mixture
 
 from mixcraft.errors import UserError
 from mixcraft.train.data import (
+    batch_from_rows,
     batches_forever,
     choose_streams,
     close_loader,
-    make_loader,
     pack_rows,
     read_manifest,
 )
 
 
-def loader_for(out, *, rows=1, proportions=None, crop=None, seed=0, vocab=512):
-    streams = choose_streams(read_manifest(out, "cfg"), proportions, "cfg: data.proportions")
-    return make_loader(streams, micro_batch_rows=rows, seed=seed, shuffle=True, num_workers=0,
-                       crop_tokens=crop, vocab_size=vocab)
+@pytest.fixture
+def loader_for(tmp_path):
+    """open_loader with a fresh cache folder per test."""
+    return lambda out, **kw: open_loader(out, tmp_path / "cache", **kw)
 
 
 def take(loader, n):
@@ -50,7 +51,7 @@ def check_batch(batch):
     assert batch.sum_sq_doc_lens == int((np.diff(cu).astype(np.int64) ** 2).sum())
 
 
-def test_batches_flatten_rows_into_documents(mixture):
+def test_batches_flatten_rows_into_documents(mixture, loader_for):
     loader = loader_for(mixture, rows=2)
     batches = take(loader, 6)
     close_loader(loader)
@@ -60,7 +61,7 @@ def test_batches_flatten_rows_into_documents(mixture):
     assert any(len(b.cu_seqlens) > 4 for b in batches), "fixture rows should hold several documents"
 
 
-def test_sft_mask_removes_targets(tmp_path):
+def test_sft_mask_removes_targets(tmp_path, loader_for):
     out = write_mixture(tmp_path / "sft", rows=4, sft=True, streams=(("chat", "256", 1.0),))
     loader = loader_for(out)
     batch = take(loader, 1)[0]
@@ -92,7 +93,7 @@ def test_bad_rows_are_user_errors():
                   crop_tokens=None, vocab_size=8)
 
 
-def test_mixture_follows_proportions(mixture):
+def test_mixture_follows_proportions(mixture, loader_for):
     loader = loader_for(mixture, rows=1)
     # One epoch: 48 rows (24 per stream) drawn 60% books / 40% code, as the manifest asks.
     domains = Counter(sample["domain"] for sample in loader.dataset)
@@ -108,7 +109,7 @@ def test_proportion_override_selects_streams(mixture):
         choose_streams(read_manifest(mixture, "cfg"), {"book/256": 1.0}, "cfg: data.proportions")
 
 
-def test_loader_resumes_mid_epoch_and_across_epochs(tmp_path):
+def test_loader_resumes_mid_epoch_and_across_epochs(tmp_path, loader_for):
     out = write_mixture(tmp_path / "small", rows=5)  # 10 rows per epoch: 12 batches cross one epoch
     loader = loader_for(out)
     straight = [b.input_ids.tolist() for b in take(loader, 12)]
@@ -129,15 +130,13 @@ def test_missing_manifest_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match=r"cfg: data.path: .*manifest.json not found; .*mixcraft build"):
         read_manifest(tmp_path, "cfg: data.path")
     (tmp_path / "manifest.json").write_text(json.dumps({"streams": [{"path": "a/b"}]}))
-    with pytest.raises(UserError, match=r"not a mixcraft manifest \(KeyError"):
+    with pytest.raises(UserError, match=r"manifest.json: manifest version 1 .*rebuild"):
         read_manifest(tmp_path, "cfg: data.path")
 
 
-def test_worker_processes_give_the_same_batches_and_resume(mixture):
+def test_worker_processes_give_the_same_batches_and_resume(mixture, loader_for):
     def run(workers, n, state=None):
-        streams = choose_streams(read_manifest(mixture, "cfg"), None, "cfg")
-        loader = make_loader(streams, micro_batch_rows=1, seed=0, shuffle=True, num_workers=workers,
-                             crop_tokens=None, vocab_size=512)
+        loader = loader_for(mixture, workers=workers)
         if state is not None:
             loader.load_state_dict(state)
         firsts = [int(b.input_ids[0]) for b in take(loader, n)]
@@ -150,3 +149,35 @@ def test_worker_processes_give_the_same_batches_and_resume(mixture):
     head, state = run(2, 4)
     tail, _ = run(2, 6, state)
     assert parallel == serial and head + tail == serial
+
+
+def test_rows_round_trip_rebuilds_the_batch(mixture, loader_for):
+    """The (rows, 3, L) tensor that ranks exchange carries everything: cu_seqlens come back from
+    the positions, including document pieces that continue from the previous row."""
+    loader = loader_for(mixture, rows=3)
+    batches = take(loader, 3)
+    close_loader(loader)
+    for batch in batches:
+        rows = batch.rows()
+        assert rows.shape == (3, 3, 256) and rows.dtype == torch.int32
+        back = batch_from_rows(rows)
+        for name in ("input_ids", "targets", "position_ids", "cu_seqlens"):
+            assert torch.equal(getattr(back, name), getattr(batch, name)), name
+        assert (back.max_seqlen, back.n_rows, back.sum_sq_doc_lens) == (batch.max_seqlen, 3, batch.sum_sq_doc_lens)
+
+
+def test_a_file_url_reads_the_same_rows(mixture, tmp_path):
+    """data.path may be an fsspec URL: the manifest comes through fsspec, the shards through
+    streaming's remote= into the cache folder."""
+    from train_fixtures import open_loader
+
+    local = open_loader(mixture, tmp_path / "a")
+    want = [b.input_ids.tolist() for b in take(local, 4)]
+    close_loader(local)
+    remote = open_loader(f"file://{mixture}", tmp_path / "b")
+    got = [b.input_ids.tolist() for b in take(remote, 4)]
+    close_loader(remote)
+    assert got == want
+    assert read_manifest(f"file://{mixture}", "cfg").streams[0].url == f"file://{mixture}/books/256"
+    with pytest.raises(UserError, match=r"cfg: data.path: file:///nowhere/manifest.json not found"):
+        read_manifest("file:///nowhere", "cfg: data.path")

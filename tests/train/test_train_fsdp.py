@@ -3,22 +3,12 @@ and its DCP checkpoint resumes in a single process (a change of world size)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 
 import pytest
-from train_fixtures import read_metrics, tiny_config, write_mixture
+from train_fixtures import read_metrics, tiny_config, torchrun, write_mixture
 
 from mixcraft.train import run_train
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_match_one_and_resume_in_one(tmp_path):
@@ -26,11 +16,7 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path):
     # 512 tokens per step: 1 rank x 2 accumulation micro-batches, or 2 ranks x 1.
     one = tiny_config(tmp_path, data, name="one", train={"steps": 6})
     two = tiny_config(tmp_path, data, name="two", train={"steps": 6}, checkpoint={"every": 4, "keep": 5})
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           "-m", "mixcraft.train", str(two)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = torchrun(two, 2)
     assert "world 2 x cpu" in proc.stdout
     run_train(one)
     ref, sharded = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")

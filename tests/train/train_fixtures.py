@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from mixcraft.core.manifest import Manifest, ShardDigest, Stream, TokenizerInfo, write_manifest
+
 COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
 
 
@@ -44,17 +46,17 @@ def pack(docs: list[np.ndarray], seq_len: int) -> list[tuple[np.ndarray, np.ndar
 
 def write_mixture(out: Path, *, seq_len: int = 256, rows: int = 24, vocab: int = 512, seed: int = 0,
                   streams: tuple[tuple[str, str, float], ...] = (("books", "256", 0.6), ("code", "256", 0.4)),
-                  sft: bool = False, doc_len: tuple[int, int] = (16, 160)) -> Path:
+                  sft: bool = False, doc_len: tuple[int, int] = (16, 160), tokenizer_file: str | None = None) -> Path:
     """Write OUT/manifest.json and one MDS subset per (source, bucket); returns OUT."""
     from streaming import MDSWriter
 
     out.mkdir(parents=True, exist_ok=True)
     columns = dict(COLUMNS, **({"mask": "ndarray:uint8"} if sft else {}))
     rng = np.random.default_rng(seed)
-    entries = []
+    entries, shards = [], {}
     for source, bucket, proportion in streams:
         packed = pack(make_docs(rng, rows * seq_len, vocab, *doc_len), seq_len)[:rows]
-        with MDSWriter(out=str(out / source / bucket), columns=columns, compression="zstd") as writer:
+        with MDSWriter(out=str(out / source / bucket), columns=columns, compression="zstd", hashes=["sha1"]) as writer:
             for ids, spans in packed:
                 sample = {"input_ids": ids, "indices": spans, "domain": source, "length": seq_len}
                 if sft:  # loss on the second half of every document piece ("assistant turn")
@@ -63,10 +65,25 @@ def write_mixture(out: Path, *, seq_len: int = 256, rows: int = 24, vocab: int =
                         mask[(a + b) // 2:b] = 1
                     sample["mask"] = mask
                 writer.write(sample)
-        entries.append({"source": source, "bucket": bucket, "path": f"{source}/{bucket}",
-                        "proportion": proportion, "rows": len(packed), "tokens": len(packed) * seq_len})
-    manifest = {"streams": entries, "seq_len": seq_len, "tokenizer": {"name": "fixture", "vocab_size": vocab}}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        entries.append(Stream(source=source, bucket=bucket, path=f"{source}/{bucket}", proportion=proportion,
+                              target_proportion=proportion, target_tokens=None, domain=source, mask=sft,
+                              packing="prolong", rows=len(packed), tokens=len(packed) * seq_len, pieces=0, docs=0,
+                              split=0, tail_tokens=0, padding=0))
+        shards[f"{source}/{bucket}"] = [ShardDigest(**d) for d in shard_digests(out / source / bucket)]
+    tokenizer = TokenizerInfo(name="fixture", file=tokenizer_file, file_sha256="", vocab_size=vocab, backend="hf")
+    write_manifest(out, Manifest.of_subsets(name="fixture", seq_len=seq_len, tokenizer=tokenizer, streams=entries,
+                                            shards=shards, seed=seed))
+    return out
+
+
+def shard_digests(subset: Path) -> list[dict]:
+    """The manifest's `shards` entries for a subset, as `mixcraft build` writes them."""
+    index = json.loads((subset / "index.json").read_text())
+    out = []
+    for shard in index["shards"]:
+        stored = shard["zip_data"] or shard["raw_data"]
+        out.append({"basename": stored["basename"], "bytes": stored["bytes"], "hash": stored["hashes"]["sha1"],
+                    "samples": shard["samples"]})
     return out
 
 
@@ -93,3 +110,46 @@ def tiny_config(tmp_path: Path, data: Path, name: str = "run", **sections) -> Pa
 def read_metrics(run_dir: Path) -> list[dict]:
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
+
+
+def open_loader(out: Path, cache: Path, *, rows: int = 1, proportions=None, crop=None, seed: int = 0,
+                vocab: int = 512, workers: int = 0):
+    """The trainer's loader over a fixture build, with its working copies under `cache`."""
+    from mixcraft.train.data import choose_streams, make_loader, read_manifest
+
+    streams = choose_streams(read_manifest(out, "cfg: data.path"), proportions, "cfg: data.proportions")
+    return make_loader(streams, cache=cache, micro_batch_rows=rows, seed=seed, shuffle=True, num_workers=workers,
+                       crop_tokens=crop, vocab_size=vocab)
+
+
+def first_batch(out: Path, cache: Path):
+    """The first batch the trainer reads from a fixture build (seed 0, one row)."""
+    from mixcraft.train.data import close_loader
+
+    loader = open_loader(out, cache)
+    batch = next(iter(loader))
+    close_loader(loader)
+    return batch
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(config: Path, nproc: int, *extra: str, check: bool = True):
+    """`torchrun --nproc_per_node=N -m mixcraft.train CONFIG ...` on CPU (gloo); the finished process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+           f"--master_port={free_port()}", "-m", "mixcraft.train", str(config), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
