@@ -16,6 +16,7 @@ The `backend:` block of a synth config is one of the `*Config` classes below, pi
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -57,6 +58,15 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     """`text` up to the first stop string (which is dropped, as servers drop it), and whether one hit."""
     at = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     return (text[:at], True) if at >= 0 else (text, False)
+
+
+async def within(seconds: float, coro):
+    """`await coro`, cancelled after `seconds` with `asyncio.TimeoutError`. On Python >= 3.11 a
+    deadline on the running task (`asyncio.timeout`), not one more task per call as `wait_for`."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await coro
+    return await asyncio.wait_for(coro, seconds)
 
 
 @dataclass(frozen=True)

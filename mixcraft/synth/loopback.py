@@ -54,7 +54,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.in_flight = self.peak = self.completed = self.requests = 0
-        self.area = 0.0
+        self.area = self.service_s = 0.0  # service_s: simulated serving time of completed requests
         self.since = time.monotonic()
         self.faults: dict[str, int] = {}
 
@@ -67,7 +67,8 @@ class Stats:
     def as_dict(self) -> dict[str, Any]:
         self.step(0)
         return {"t": self.since, "in_flight": self.in_flight, "peak": self.peak, "area": self.area,
-                "completed": self.completed, "requests": self.requests, "faults": dict(self.faults)}
+                "completed": self.completed, "service_s": self.service_s, "requests": self.requests,
+                "faults": dict(self.faults)}
 
 
 def answer(route: str, body: dict) -> dict:
@@ -138,8 +139,10 @@ class LoopbackServer:
             return web.json_response({"object": "error"})
         reply = answer(request.path, body)
         rate = self.opts.token_rate
-        await asyncio.sleep(self.opts.latency_s + (reply["usage"]["completion_tokens"] / rate if rate else 0))
+        serving_s = self.opts.latency_s + (reply["usage"]["completion_tokens"] / rate if rate else 0)
+        await asyncio.sleep(serving_s)
         self.stats.completed += 1
+        self.stats.service_s += serving_s
         return web.Response(text=json.dumps(reply), content_type="application/json")
 
     async def _models(self, request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ only 38% of its requests in flight against a server answering in 1 s, where aioh
 1,024 (measured while choosing; the benchmark re-measures aiohttp).
 
 Every request has one overall deadline (`timeout_s`, connect to last byte), enforced by the
-event loop (`asyncio.wait_for`), so it fires even when a server accepts a request and never
+event loop (`asyncio.timeout`), so it fires even when a server accepts a request and never
 answers. Why not datatrove's inference runner: it is a pipeline step that owns the document loop
 and the server's lifecycle; the generators here chain dependent calls per sample (write, judge,
 extend), so they need plain awaitable calls.
@@ -40,6 +40,7 @@ from mixcraft.synth.backends import (
     OpenAIConfig,
     SamplingParams,
     Usage,
+    within,
 )
 from mixcraft.synth.chat_template import prompt_renderer
 
@@ -173,7 +174,7 @@ class OpenAIBackend(Backend):
         kind = last = ""
         for attempt in range(attempts):
             try:
-                answer = await asyncio.wait_for(self._once(method, url, body), self.cfg.timeout_s)
+                answer = await within(self.cfg.timeout_s, self._once(method, url, body))
                 return parse(answer) if parse else answer
             except asyncio.TimeoutError:
                 kind, last = "timeout", f"no complete answer within {self.cfg.timeout_s:g} s"

@@ -37,7 +37,7 @@ from rich.progress import (
 
 from mixcraft.errors import UserError
 from mixcraft.schema import NonNegative, Positive, Range
-from mixcraft.synth.backends import BackendError, Usage
+from mixcraft.synth.backends import BackendError, Usage, within
 from mixcraft.synth.journal import Journal
 
 Work = Callable[[str, Any], Awaitable[dict[str, Any]]]  # (key, payload) -> record with "status", "reasons"
@@ -162,7 +162,7 @@ class _StageLoop:
     async def _wait(self, timeout: float | None) -> None:
         if not self.done:
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout)
+                await (self.wake.wait() if timeout is None else within(timeout, self.wake.wait()))
             except asyncio.TimeoutError:
                 pass
         self.wake.clear()

@@ -117,7 +117,6 @@ def test_connections_follow_concurrency_past_httpx_default_of_100(openai_server)
     server = openai_server(latency_s=1.0)
     backend = _openai(server.url, concurrency=300, model="m")
     start = time.monotonic()
-    _call(backend, *[("chat", ASK, SamplingParams(seed=i, max_tokens=8)) for i in range(0)])  # warm nothing
 
     async def burst():
         try:
