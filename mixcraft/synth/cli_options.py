@@ -18,6 +18,7 @@ from mixcraft.synth.backends import Backend, Usage, make_backend
 from mixcraft.synth.runner import BudgetReached, RunOptions, console
 
 BUDGET_EXIT = 3
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 ConfigArg = Annotated[Path, typer.Argument(help="Synth config YAML; examples in recipes/synth/.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
@@ -51,7 +52,8 @@ def cwd_path(path: Path | None) -> str | None:
 
 
 def user_errors(fn):
-    """Print a UserError as one line and exit 2; a budget stop exits 3. Other errors are bugs."""
+    """Print a UserError as one line and exit 2; a budget stop exits 3; Ctrl-C exits 130 with a
+    line saying the finished samples are kept. Other errors are bugs and keep their traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -64,6 +66,10 @@ def user_errors(fn):
             console.print(f"stopped at the token budget ({exc}); rerun the same command to continue",
                           highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(BUDGET_EXIT) from None
+        except KeyboardInterrupt:
+            console.print("interrupted; every finished sample is saved, rerun the same command to continue",
+                          highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(INTERRUPTED_EXIT) from None
 
     return wrapper
 

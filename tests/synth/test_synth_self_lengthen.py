@@ -20,7 +20,7 @@ from mixcraft.synth.cli import app
 from mixcraft.synth.extender import extend_response
 from mixcraft.synth.fake import FakeBackend, fake_reply
 from mixcraft.synth.runner import RunOptions
-from mixcraft.synth.self_lengthen import Roles, run_round
+from mixcraft.synth.self_lengthen import Roles, _answer_work, _expand_work, run_round
 from mixcraft.synth.textops import check_response, count_words
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,8 +127,6 @@ def test_requests_carry_the_reference_decoding_and_stop_strings():
 
     backend = FakeBackend(reply=reply)
     cfg = sl_config(Path("/nonexistent"), n_instructions=1)
-    from mixcraft.synth.self_lengthen import _answer_work, _expand_work
-
     pool = ["Write a long essay about rivers.", "Write a long story about a fox."]
     asyncio.run(_expand_work(cfg, Roles(backend, backend, backend))("r1-i0", {"pool": pool}))
     asyncio.run(_answer_work(cfg, Roles(backend, backend, backend))("a", {"key": "k", "instruction": "Write."}))
@@ -213,6 +211,19 @@ def test_every_shipped_synth_config_loads_and_spells_out_the_defaults():
     assert to_data(qa)["backend"]["type"] == "openai"
     smoke = load_config(SelfLengthenConfig, REPO / "recipes/synth/fake-smoke.yaml")
     assert smoke.backend.type_name == "fake"
+
+
+def test_role_models_of_a_local_backend_are_folders_relative_to_the_config(tmp_path):
+    from mixcraft.synth.config import SelfLengthenConfig, load_config
+
+    config = write_config(tmp_path / "sl.yaml", {
+        "out": "o", "backend": {"type": "transformers", "model": "base"},
+        "self_lengthen": {"generator_model": "ckpt/gen-r1", "extender_model": "/abs/ext-r1"}})
+    cfg = load_config(SelfLengthenConfig, config)
+    assert cfg.backend.model == str(tmp_path / "base")
+    assert cfg.task.generator_model == str(tmp_path / "ckpt/gen-r1") and cfg.task.extender_model == "/abs/ext-r1"
+    served = load_config(SelfLengthenConfig, config, ["backend={type: openai}"])
+    assert served.task.generator_model == "ckpt/gen-r1"  # a server's model names are names
 
 
 def _cli(*args):
