@@ -205,8 +205,8 @@ def throughput(args, workdir: Path) -> dict[int, dict]:
 
 
 def _round_config(workdir: Path, name: str, url: str, concurrency: int, n: int) -> Path:
-    # A 0.5 s deadline is 25x the server's 0.02 s: only a hang (or a dropped answer) reaches it.
-    config = {"out": name, "backend": {"type": "openai", "endpoint": url + "/v1", "model": "m", "timeout_s": 0.5,
+    # A 0.25 s deadline is 25x the server's 0.01 s: only a hang (or a starved event loop) reaches it.
+    config = {"out": name, "backend": {"type": "openai", "endpoint": url + "/v1", "model": "m", "timeout_s": 0.25,
                                         "backoff_s": 0.01},
               "run": {"concurrency": concurrency, "progress": False, "straggler_wait_s": 5},
               "self_lengthen": {"n_instructions": n}}
@@ -257,10 +257,10 @@ def faulty_stage(args, workdir: Path) -> dict:
 
 def faults(args, workdir: Path, reference: dict[str, str]) -> dict:
     print(f"2b. faults in Self-Lengthen: {args.faulty_runs} rounds (the CLI) at concurrency 150, {args.fault_rate:.0%} "
-          "of requests failing (http_500, not_json, no_choices, drop, hang); request deadline 0.5 s", flush=True)
+          "of requests failing (http_500, not_json, no_choices, drop, hang); request deadline 0.25 s", flush=True)
     hangs = lost = errors = 0
     for i in range(args.faulty_runs):
-        server = Server(workdir, "--latency-s", "0.02", "--fault-rate", str(args.fault_rate), "--seed", str(i))
+        server = Server(workdir, "--latency-s", "0.01", "--fault-rate", str(args.fault_rate), "--seed", str(i))
         try:
             start = time.monotonic()
             done = _synth(_round_config(workdir, f"faulty{i}", server.url, 150, args.n_instructions),
@@ -291,7 +291,7 @@ def kills(args, workdir: Path, reference: dict[str, str]) -> dict:
           "finished", flush=True)
     total = _journal_lines(workdir / "clean" / "round_1")
     round_dir = workdir / "killed" / "round_1"
-    server = Server(workdir, "--latency-s", "0.05")
+    server = Server(workdir, "--latency-s", "0.02")
     try:
         config = _round_config(workdir, "killed", server.url, 64, args.n_instructions)
         cmd = [sys.executable, "-m", "mixcraft", "synth", "self-lengthen", str(config)]
@@ -335,7 +335,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; Python {sys.version.split()[0]}; "
           f"aiohttp {aiohttp.__version__}", flush=True)
     tp = throughput(args, workdir)
-    server = Server(workdir, "--latency-s", "0.02")
+    server = Server(workdir, "--latency-s", "0.01")
     try:
         clean = _synth(_round_config(workdir, "clean", server.url, 150, args.n_instructions), args.hang_limit_s)
     finally:
