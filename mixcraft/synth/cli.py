@@ -35,7 +35,10 @@ from mixcraft.synth.cli_options import (
 )
 from mixcraft.synth.config import LongQAConfig, SelfLengthenConfig, load_config
 from mixcraft.synth.journal import holding_run_folder
+from mixcraft.synth.long_qa import load_tasks, run_long_qa
+from mixcraft.synth.longen import score_file
 from mixcraft.synth.runner import console
+from mixcraft.synth.self_lengthen import Roles, load_seed_instructions, run_round
 
 app = typer.Typer(
     help="Synthetic long-context data: Self-Lengthen long outputs and Llama 2 Long document QA.",
@@ -65,8 +68,6 @@ def self_lengthen_cmd(
         mixcraft synth self-lengthen recipes/synth/self-lengthen.yaml --round 2
         --set self_lengthen.generator_model=gen-r1 --set self_lengthen.extender_model=ext-r1
     """
-    from mixcraft.synth.self_lengthen import Roles, load_seed_instructions, run_round
-
     shorthands = {"out": cwd_path(out), "self_lengthen.round": round_, "backend.endpoint": endpoint,
                   "backend.model": model, "run.concurrency": concurrency, "run.token_budget": token_budget,
                   "run.progress": progress}
@@ -103,8 +104,6 @@ def long_qa_cmd(
 
         mixcraft synth long-qa recipes/synth/long-qa.yaml --input books/ --out out/long-qa
     """
-    from mixcraft.synth.long_qa import load_tasks, run_long_qa
-
     inputs = [cwd_path(p) for p in input_] if input_ else None
     shorthands = {"out": cwd_path(out), "long_qa.inputs": inputs, "backend.endpoint": endpoint,
                   "backend.model": model, "run.concurrency": concurrency, "run.token_budget": token_budget,
@@ -143,8 +142,6 @@ def length_score_cmd(
 
         mixcraft synth length-score generations.jsonl --json
     """
-    from mixcraft.synth.longen import score_file
-
     scores = score_file(path, response_field=response_field, type_field=type_field,
                         constraint_field=constraint_field)
     if as_json:
