@@ -1,8 +1,15 @@
-"""Chat rendering for SFT: messages -> token ids plus a loss mask.
+"""Chat rendering for SFT: messages -> token ids plus a loss mask, and the same layout as text.
 
-The Llama-3 chat format, built from the tokenizer's own special tokens:
+The Llama-3 chat layout is defined once, here, and used twice: as token ids with a loss mask
+(`render_llama3`, the build's chat reader) and as a text prompt (`llama3_prompt`, what
+`mixcraft synth` sends to a model that has no server-side template):
 
     <|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\\n\\n{content}<|eot_id|> ...
+
+Content is stripped of surrounding whitespace, as Meta's reference does both in its Python
+`ChatFormat.encode_message` (`message["content"].strip()`) and in Meta-Llama-3-8B-Instruct's
+chat template (`message['content'] | trim`): a model served with that template has only ever
+seen stripped turns, so training data rendered the same way matches what it is prompted with.
 
 `mask[i] == 1` means token i counts in the loss: the content of assistant turns and the
 `<|eot_id|>` that closes each (so the model learns to stop). Headers never count. With
@@ -27,18 +34,41 @@ import numpy as np
 from mixcraft.core.tokenize import Tok
 from mixcraft.errors import UserError
 
+LLAMA3_BOS, LLAMA3_EOT = "<|begin_of_text|>", "<|eot_id|>"
+LLAMA3_START, LLAMA3_END = "<|start_header_id|>", "<|end_header_id|>"
+LLAMA3_AFTER_HEADER = "\n\n"
+
+
+def llama3_content(message: dict[str, str]) -> str:
+    """A turn's text as the layout writes it: stripped (see the module docstring for why)."""
+    return message["content"].strip()
+
+
+def llama3_header(role: str) -> str:
+    return f"{LLAMA3_START}{role}{LLAMA3_END}{LLAMA3_AFTER_HEADER}"
+
+
+def llama3_prompt(messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
+                  prefill: str = "") -> str:
+    """The layout as text: every turn closed by <|eot_id|>, then (optionally) an open assistant
+    turn that starts with `prefill` verbatim, as vLLM's `continue_final_message` continues it."""
+    turns = "".join(llama3_header(m["role"]) + llama3_content(m) + LLAMA3_EOT for m in messages)
+    tail = llama3_header("assistant") + prefill if add_generation_prompt else prefill
+    return LLAMA3_BOS + turns + tail
+
 
 def render_llama3(messages: list[dict[str, str]], tok: Tok, *, loss_on_input: bool = False
                   ) -> tuple[np.ndarray, np.ndarray]:
-    bos = tok.special_id("<|begin_of_text|>")
-    start, end, eot = (tok.special_id(t) for t in ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"))
+    """`llama3_prompt(messages, add_generation_prompt=False)` as token ids, and its loss mask."""
+    bos = tok.special_id(LLAMA3_BOS)
+    start, end, eot = (tok.special_id(t) for t in (LLAMA3_START, LLAMA3_END, LLAMA3_EOT))
     ids: list[np.ndarray] = [np.asarray([bos], dtype=np.uint32)]
     mask: list[np.ndarray] = [np.zeros(1, dtype=np.uint8)]
     for m in messages:
-        header = np.concatenate([[start], tok.encode(m["role"]), [end], tok.encode("\n\n")]).astype(np.uint32)
-        body = np.concatenate([tok.encode(m["content"]), [eot]]).astype(np.uint32)
+        header = np.concatenate([[start], tok.encode(m["role"]), [end], tok.encode(LLAMA3_AFTER_HEADER)])
+        body = np.concatenate([tok.encode(llama3_content(m)), [eot]]).astype(np.uint32)
         counts = m["role"] == "assistant" or loss_on_input
-        ids += [header, body]
+        ids += [header.astype(np.uint32), body]
         mask += [np.zeros(len(header), dtype=np.uint8), np.full(len(body), 1 if counts else 0, dtype=np.uint8)]
     return np.concatenate(ids), np.concatenate(mask)
 

@@ -109,17 +109,18 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def lock_folder(out: Path) -> IO:
-    """Hold `out` for this build: a second build into the same folder fails at once instead of
-    racing this one. The lock is an flock, so it ends with the process, even one killed with
-    SIGKILL, and with its forked workers, which die with it (mixcraft/build/executors.py)."""
-    path = OutLayout(out).lock
+def lock_folder(out: Path, *, what: str = "build", work_dir: str = WORK_DIR) -> IO:
+    """Hold `out` for this build (or synth run, `what`): a second one into the same folder fails
+    at once instead of racing this one. The lock is an flock, so it ends with the process, even
+    one killed with SIGKILL, and with its forked workers, which die with it
+    (mixcraft/build/executors.py)."""
+    path = out / work_dir / "lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.close()
-        raise UserError(f"{out}: another build is writing this folder right now; wait for it to end, or "
+        raise UserError(f"{out}: another {what} is writing this folder right now; wait for it to end, or "
                         "stop it and re-run the same command to resume") from None
     return f

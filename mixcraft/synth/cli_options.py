@@ -1,138 +1,117 @@
-"""Options and helpers shared by the `mixcraft synth` commands (see cli.py).
-
-The option aliases keep each command's signature to what differs between commands; the sampling
-defaults are Self-Lengthen's (temperature 0.7, top_p 0.8, top_k 20, repetition penalty 1.1).
-"""
+"""What the `mixcraft synth` commands share (see cli.py): the shorthand flags, which only become
+config overrides, building the backends, running a command's event loop, printing results."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from typing import Annotated
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from mixcraft.errors import UserError
-from mixcraft.synth.backends import Backend, BackendConfig, Usage, make_backend
+from mixcraft.synth.backends import Backend, Usage
+from mixcraft.synth.make_backend import make_backend
 from mixcraft.synth.runner import BudgetReached, RunOptions, console
 
 BUDGET_EXIT = 3
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
-# Options shared by the generators. Defaults of the sampling options are Self-Lengthen's.
-BackendOpt = Annotated[
-    str,
-    typer.Option(
-        "--backend", help="openai (any OpenAI-compatible server), transformers (local model) or fake (tests)."
-    ),
-]
-EndpointOpt = Annotated[str, typer.Option("--endpoint", help="Base URL of the OpenAI-compatible API.")]
-ModelOpt = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        help="Served model name (openai; default: the server's first) or local path (transformers).",
-    ),
-]
-ApiKeyOpt = Annotated[
-    str | None,
-    typer.Option("--api-key", envvar="OPENAI_API_KEY", help="Bearer token, if the server wants one."),
-]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for one response.")]
-RetriesOpt = Annotated[
-    int,
-    typer.Option(
-        "--max-retries",
-        help="Retries per request on connection errors, timeouts, 429/5xx and malformed JSON.",
-    ),
-]
-PrefillOpt = Annotated[
-    str,
-    typer.Option(
-        "--prefill-mode",
-        help="chat: continue_final_message (vLLM, SGLang); completions: render --chat-template here.",
-    ),
-]
-TemplateOpt = Annotated[
-    str | None, typer.Option("--chat-template", help="'llama3' or a Jinja file; overrides the tokenizer's.")
-]
-DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device for --backend transformers.")]
-TempOpt = Annotated[float, typer.Option("--temperature")]
-TopPOpt = Annotated[float, typer.Option("--top-p")]
-TopKOpt = Annotated[int, typer.Option("--top-k")]
-RepOpt = Annotated[float, typer.Option("--repetition-penalty")]
-ConcOpt = Annotated[
-    int, typer.Option("--concurrency", help="Requests in flight at once (a local model runs one).")
-]
-BudgetOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--token-budget",
-        help="Stop starting requests after this many prompt+completion tokens; rerun to continue.",
-    ),
-]
-StragglerOpt = Annotated[
-    float,
-    typer.Option(
-        "--straggler-frac",
-        help="Once this share of a stage is done, give the rest --straggler-wait seconds, then cut them (1.0: never).",
-    ),
-]
-StragglerWaitOpt = Annotated[float, typer.Option("--straggler-wait", help="Seconds granted to stragglers.")]
-SeedOpt = Annotated[
-    int, typer.Option("--seed", help="Seeds sampling, few-shot picks, chunk picks and the keep rule.")
-]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+ConfigArg = Annotated[Path, typer.Argument(help="Synth config YAML; examples in recipes/synth/.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override one config value, KEY=VALUE with a YAML value, repeatable; e.g. --set "
+                  "run.concurrency=512 --set 'backend={type: fake}'. Applied after the shorthands.")]
+OutOpt = Annotated[Path | None, typer.Option(
+    "--out", help="Shorthand for --set out=DIR; DIR is taken from the working directory.")]
+EndpointOpt = Annotated[str | None, typer.Option(
+    "--endpoint", help="Shorthand for --set backend.endpoint=URL (openai backend).")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="Shorthand for --set backend.model=NAME: the served model (openai backend).")]
+ConcOpt = Annotated[int | None, typer.Option(
+    "--concurrency", help="Shorthand for --set run.concurrency=N: requests in flight at once.")]
+BudgetOpt = Annotated[int | None, typer.Option(
+    "--token-budget", help="Shorthand for --set run.token_budget=N: stop starting requests after N prompt + "
+                           "completion tokens; rerun the same command to continue (exit code 3).")]
+ProgressOpt = Annotated[bool | None, typer.Option(
+    "--progress/--no-progress", help="Shorthand for --set run.progress=true/false.", show_default=False)]
+
+
+def overrides(shorthands: dict[str, Any], sets: list[str] | None) -> list[str]:
+    """`key=value` overrides for `mixcraft.schema`: the shorthands that were given, then --set.
+    Values are written as JSON (valid YAML), so a path with ': ' or '#' stays one string."""
+    given = [f"{key}={json.dumps(value)}" for key, value in shorthands.items() if value is not None]
+    return given + list(sets or [])
+
+
+def cwd_path(path: Path | None) -> str | None:
+    """A path given on the command line, made absolute (config paths are relative to the config)."""
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def user_errors(fn):
-    """Print a UserError as one line and exit 2; a budget stop exits 3. Other errors are bugs."""
+    """Print a UserError as one line and exit 2; a budget stop exits 3; Ctrl-C exits 130 with a
+    line saying the finished samples are kept. Other errors are bugs and keep their traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except BudgetReached as exc:
-            console.print(
-                f"[yellow]stopped at the token budget[/] ({exc}); rerun the same command to continue",
-                soft_wrap=True,
-            )
+            console.print(f"stopped at the token budget ({exc}); rerun the same command to continue",
+                          highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(BUDGET_EXIT) from None
+        except KeyboardInterrupt:
+            console.print("interrupted; every finished sample is saved, rerun the same command to continue",
+                          highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(INTERRUPTED_EXIT) from None
 
     return wrapper
 
 
-def backend_config(
-    backend, endpoint, model, api_key, timeout, max_retries, prefill_mode, chat_template, device
-) -> BackendConfig:
-    return BackendConfig(
-        kind=backend,
-        endpoint=endpoint,
-        model=model,
-        api_key=api_key,
-        timeout_s=timeout,
-        max_retries=max_retries,
-        prefill_mode=prefill_mode,
-        chat_template=chat_template,
-        device=device,
-    )
-
-
-def run_options(
-    concurrency, token_budget, straggler_frac, straggler_wait, progress, backends: list[Backend]
-) -> RunOptions:
-    if concurrency < 1:
-        raise UserError(f"--concurrency {concurrency}: must be at least 1")
+def capped(run: RunOptions, backends: list[Backend]) -> RunOptions:
+    """`run` with its concurrency capped by backends that serve one request at a time."""
     caps = [b.max_concurrency for b in backends if b.max_concurrency]
-    return RunOptions(
-        concurrency=min([concurrency, *caps]),
-        token_budget=token_budget,
-        straggler_frac=straggler_frac,
-        straggler_wait_s=straggler_wait,
-        progress=progress,
-    )
+    return replace(run, concurrency=min([run.concurrency, *caps]))
+
+
+def build_backends(cfg, models: list[str | None], usage: Usage) -> tuple[list[Backend], list[Backend]]:
+    """One backend per role in `models` (None: backend.model), one per distinct model, all
+    sharing `usage`; returns (per role, distinct)."""
+    built: dict[str | None, Backend] = {}
+    for model in models:
+        if model not in built:
+            if model is not None and not hasattr(cfg.backend, "model"):
+                raise UserError(f"backend {cfg.backend.type_name} has no models; remove "
+                                "self_lengthen.generator_model and extender_model")
+            built[model] = make_backend(cfg.backend, usage, concurrency=cfg.run.concurrency, model=model)
+    return [built[m] for m in models], list(built.values())
+
+
+def run_with_backends(backends: list[Backend], usage: Usage, label: str, main) -> Any:
+    """Start the backends, run `main()` (a coroutine function) on one event loop, always close
+    the backends and print the usage line, even when the run stops on an error or Ctrl-C."""
+
+    async def go():
+        try:
+            for b in backends:
+                await b.start()
+            console.print(f"{label}: " + "; ".join(b.describe() for b in backends), highlight=False)
+            return await main()
+        finally:
+            for b in backends:
+                await b.aclose()
+
+    try:
+        return asyncio.run(go())
+    finally:
+        print_usage(usage)
 
 
 def print_usage(usage: Usage) -> None:
@@ -143,36 +122,17 @@ def print_usage(usage: Usage) -> None:
     console.print(
         f"requests {u['requests']:,} · prompt tokens {u['prompt_tokens']:,} · completion tokens "
         f"{u['completion_tokens']:,} · retries {u['retries']} · endpoint errors: {errors}",
-        soft_wrap=True,
+        soft_wrap=True, highlight=False,
     )
 
 
 def print_stages(stages: list[dict]) -> None:
-    table = Table("stage", "tasks", "ok", "rejected", "cut", "top rejection reasons")
+    table = Table("stage", "tasks", "ok", "rejected", "backups", "top rejection reasons")
     for s in stages:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["reasons"].items(), key=lambda kv: -kv[1])[:3])
-        table.add_row(
-            s["name"], str(s["total"]), str(s["ok"]), str(s["rejected"]), str(s["straggler_cut"]), reasons
-        )
+        table.add_row(s["name"], str(s["total"]), str(s["ok"]), str(s["rejected"]), str(s.get("backups", 0)),
+                      reasons)
     console.print(table)
-
-
-def build_roles(base: BackendConfig, generator_model: str | None, extender_model: str | None, usage: Usage):
-    """Self-Lengthen's three roles; one backend per distinct model, all sharing `usage`."""
-    from mixcraft.synth.self_lengthen import Roles
-
-    built: dict[str, Backend] = {}
-
-    def backend_for(name: str | None) -> Backend:
-        name = name or base.model
-        if name not in built:
-            built[name] = make_backend(BackendConfig(**{**base.__dict__, "model": name}), usage)
-        return built[name]
-
-    roles = Roles(
-        base=backend_for(None), generator=backend_for(generator_model), extender=backend_for(extender_model)
-    )
-    return roles, list(built.values())
 
 
 def print_round_summary(summary: dict) -> None:
@@ -182,8 +142,8 @@ def print_round_summary(summary: dict) -> None:
         f"{summary['samples']} samples; mean words {mw['initial_all']} initial -> {mw['initial_kept']} kept "
         f"-> {mw['extended_kept']} extended\nGenerator SFT data: {out['generator_sft']}\n"
         f"Extender SFT data:  {out['extender_sft']}\n"
-        f"Next: train both on these files (mixcraft/synth/ROUNDS.md), then run --round {nxt} "
-        "--generator-model GEN --extender-model EXT",
-        highlight=False,
-        soft_wrap=True,
+        f"Next: build each with its own recipe (recipes/self-lengthen.yaml, recipes/self-lengthen-extender.yaml), "
+        f"train both (mixcraft/synth/ROUNDS.md), then run --round {nxt} with self_lengthen.generator_model and "
+        "self_lengthen.extender_model set",
+        highlight=False, soft_wrap=True,
     )

@@ -4,22 +4,22 @@ The reply is a pure function of (messages, prefill, seed), so a run is reproduci
 with a new seed gets a new answer. It recognises the generators' prompts by their fixed phrases
 and answers each the way a cooperative model would: yes/no verdicts, one-line instructions,
 multi-paragraph answers (about 1 in 10 cut off without final punctuation, 1 in 20 with a
-repeated sentence, so the filters have work), enriched drafts longer than the draft, QA pairs
+repeated paragraph, 1 in 20 opening by talking about itself, so the filters have work), enriched drafts longer than the draft, QA pairs
 that quote the passage. Words come from a 4,096-word made-up vocabulary, so accidental 10-word
 repeats are practically impossible.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
 import re
-import time
 from collections.abc import Callable
 
 from mixcraft.synth import prompts
-from mixcraft.synth.backends import Backend, Completion, Message, SamplingParams, Usage
+from mixcraft.synth.backends import Backend, Completion, Message, SamplingParams, Usage, cut_at_stop
 
 _SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zi", "pa", "do", "fe", "gu", "hi", "ja", "be")
 _VOCAB = [a + b + c for a in _SYLLABLES for b in _SYLLABLES for c in _SYLLABLES]
@@ -29,7 +29,8 @@ Reply = Callable[[list[Message], str, SamplingParams], str]
 
 
 class FakeBackend(Backend):
-    """`reply` overrides the built-in answers (tests use it to script lengths, delays or errors)."""
+    """`reply` overrides the built-in answers (tests use it to script lengths, delays or errors).
+    Stop strings and `max_tokens` apply as a server applies them (one word = one token here)."""
 
     name = "fake"
 
@@ -38,22 +39,27 @@ class FakeBackend(Backend):
         self.reply = reply or fake_reply
         self.delay_s = delay_s
 
-    def _chat(self, messages: list[Message], params: SamplingParams) -> Completion:
-        return self._answer(messages, "", params)
+    async def _chat(self, messages: list[Message], params: SamplingParams) -> Completion:
+        return await self._answer(messages, "", params)
 
-    def _complete(self, messages: list[Message], prefill: str, params: SamplingParams) -> Completion:
-        return self._answer(messages, prefill, params)
+    async def _complete(self, messages: list[Message], prefill: str, params: SamplingParams) -> Completion:
+        return await self._answer(messages, prefill, params)
 
-    def _answer(self, messages: list[Message], prefill: str, params: SamplingParams) -> Completion:
+    async def _answer(self, messages: list[Message], prefill: str, params: SamplingParams) -> Completion:
         if self.delay_s:
-            time.sleep(self.delay_s)
-        text = self.reply(messages, prefill, params)
-        word_ends = [m.end() for m in re.finditer(r"\S+", text)]
-        finish = "stop"
-        if len(word_ends) > params.max_tokens:  # one word = one token here
-            text, finish = text[: word_ends[params.max_tokens - 1]], "length"
-        n_prompt = sum(len(m["content"].split()) for m in messages) + len(prefill.split())
-        return Completion(text, n_prompt, len(text.split()), finish)
+            await asyncio.sleep(self.delay_s)
+        return fake_completion(self.reply(messages, prefill, params), messages, prefill, params)
+
+
+def fake_completion(text: str, messages: list[Message], prefill: str, params: SamplingParams) -> Completion:
+    """`text` cut at the first stop string, then at `max_tokens` words, counted as a server would."""
+    text, _ = cut_at_stop(text, params.stop)
+    word_ends = [m.end() for m in re.finditer(r"\S+", text)]
+    finish = "stop"
+    if len(word_ends) > params.max_tokens:
+        text, finish = text[: word_ends[params.max_tokens - 1]], "length"
+    n_prompt = sum(len(m["content"].split()) for m in messages) + len(prefill.split())
+    return Completion(text, n_prompt, len(text.split()), finish)
 
 
 def fake_reply(messages: list[Message], prefill: str, params: SamplingParams) -> str:
@@ -104,6 +110,8 @@ def _answer(rng: random.Random) -> str:
         paras[-1] = paras[-1].rstrip(".") + " and then"  # looks cut off: no final punctuation
     elif roll < 0.15:
         paras.append(paras[0])  # a looping model: every 10-gram of paragraph 1 repeats
+    elif roll < 0.20:
+        paras.insert(0, "Here is the revised version you asked for:")  # caught by the stop words
     return "\n\n".join(paras)
 
 

@@ -1,20 +1,31 @@
 """Per-sample checkpoints: an append-only JSONL journal per stage, and a marker for a finished stage.
 
-Every finished task is one line, written and fsync'ed before the next result is handled, so a
-crash loses at most the line being written. A torn last line (the crash hit mid-write) is cut
-off on reopen and that task simply runs again. A stage that finished writes
+Every finished task is one line. The runner appends the results that finish together as one
+batch and flushes it to the kernel before handling the next, so a killed process (even kill -9)
+loses nothing already handled; `fsync` runs at most every `FSYNC_INTERVAL_S` (a power cut loses at
+most that much work, which then runs again). One fsync per result cost 3.3 ms here, so at 1,000
+results/s it would stall the event loop for 3.3 s per second. A torn last line (the crash hit
+mid-write) is cut off on reopen and that task simply runs again. A stage that finished writes
 `<journal>.complete.json`; a rerun skips it entirely, so decisions that depend on the whole
-stage (the keep rule, the straggler cut) are never taken twice.
+stage (the keep rule) are never taken twice.
+
+`lock_run_folder` holds a run's output folder, so that two runs never append to one journal.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from mixcraft.core.outdir import lock_folder
 from mixcraft.errors import UserError
+
+FSYNC_INTERVAL_S = 0.2
 
 
 class Journal:
@@ -25,6 +36,7 @@ class Journal:
         self.torn_lines = 0
         self._load()
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._synced_at = time.monotonic()
 
     def _load(self) -> None:
         if not self.path.exists():
@@ -59,13 +71,28 @@ class Journal:
         return key in self.records
 
     def append(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.append_many([record])
+
+    def append_many(self, records: list[dict[str, Any]]) -> None:
+        """Write `records` as one batch, flushed to the kernel; fsync'ed if the last was long ago."""
+        if not records:
+            return
+        self._fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         self._fh.flush()
+        for r in records:
+            self.records[r["key"]] = r
+        if time.monotonic() - self._synced_at >= FSYNC_INTERVAL_S:
+            self.sync()
+
+    def sync(self) -> None:
         os.fsync(self._fh.fileno())
-        self.records[record["key"]] = record
+        self._synced_at = time.monotonic()
 
     def close(self) -> None:
-        self._fh.close()
+        if not self._fh.closed:
+            self._fh.flush()
+            self.sync()
+            self._fh.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -82,7 +109,34 @@ class Journal:
         return json.loads(self.marker.read_text()) if self.marker.exists() else None
 
     def mark_complete(self, summary: dict[str, Any]) -> None:
+        self.sync()  # the marker must never exist without every line it counts
         write_json_atomic(self.marker, summary)
+
+
+def lock_run_folder(out: Path) -> IO:
+    """Hold `out` for this synth run (the build's flock: it ends with the process, even after kill
+    -9); a second run into the same folder is refused in one line instead of doubling journals."""
+    return lock_folder(Path(out), what="synth run", work_dir=".synth")
+
+
+_held: dict[str, list] = {}  # folder -> [lock file, holders in this process]
+
+
+@contextmanager
+def holding_run_folder(out: Path) -> Iterator[None]:
+    """`lock_run_folder` for a block, re-entrant within one process: the CLI takes the lock before
+    it loads a model, and `run_round` takes it again for callers that skip the CLI."""
+    key = str(Path(out).resolve())
+    if key in _held:
+        _held[key][1] += 1
+    else:
+        _held[key] = [lock_run_folder(Path(out)), 1]
+    try:
+        yield
+    finally:
+        _held[key][1] -= 1
+        if not _held[key][1]:
+            _held.pop(key)[0].close()
 
 
 def ensure_same_settings(path: Path, settings: dict[str, Any]) -> None:

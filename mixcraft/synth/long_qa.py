@@ -4,8 +4,9 @@ For each long document: cut it into chunks, pick one chunk, have a chat model wr
 about it (a long-answer or a short-answer prompt), keep the pair only if the model, asked again,
 judges it answerable from the chunk and correct (self-critique), then emit a training sample
 whose input is the whole document (truncated to fit the training context) plus the question,
-and whose target is the answer. Llama 2 Long reports that also taking the LM loss on the long
-input helps (QuALITY 77.3 with it, 59.3 without): `loss_on_input` marks those samples.
+and whose target is the answer. Llama 2 Long trains with the LM loss on the long input too, and
+reports that it helps (QuALITY 77.3 with it, 59.3 without), so `loss_on_input` is on by default:
+those samples carry `"loss_on_input": true` and the build's chat reader counts the document.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import random
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,14 @@ from mixcraft.errors import UserError
 from mixcraft.synth import prompts
 from mixcraft.synth.backends import Backend, SamplingParams
 from mixcraft.synth.chatjsonl import chat_sample
-from mixcraft.synth.journal import Journal, ensure_same_settings, write_json_atomic, write_jsonl_atomic
+from mixcraft.synth.config import LongQAConfig
+from mixcraft.synth.journal import (
+    Journal,
+    ensure_same_settings,
+    holding_run_folder,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 from mixcraft.synth.runner import BudgetReached, RunOptions, console, request_seed, run_stage
 from mixcraft.synth.textops import count_words
 
@@ -43,32 +51,16 @@ class LongDoc:
         return hashlib.sha1(f"{self.doc_id}\0{self.text}".encode()).hexdigest()[:16]
 
 
-@dataclass
-class LongQAConfig:
-    out_dir: Path
-    inputs: list[Path]
-    text_field: str = "text"
-    chunk_words: int = 1500
-    min_doc_words: int = 2000
-    max_doc_words: int = 24000  # ~32K Llama-3 tokens of English prose, Llama 2 Long's context
-    pairs_per_doc: int = 2
-    answer_style: str = "both"  # normal | short | both
-    loss_on_input: bool = False
-    max_attempts: int = 5
-    seed: int = 0
-    params: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=512))
-
-
 def list_input_files(inputs: list[Path]) -> list[Path]:
     """The .txt and .jsonl files named, or found (recursively, sorted) in the folders named."""
     files: list[Path] = []
-    for path in inputs:
+    for path in map(Path, inputs):
         if path.is_dir():
             files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".jsonl"))
         elif path.is_file():
             files.append(path)
         else:
-            raise UserError(f"--input {path}: no such file or folder")
+            raise UserError(f"long_qa.inputs: {path}: no such file or folder")
     return files
 
 
@@ -101,7 +93,7 @@ def read_documents(inputs: list[Path], text_field: str, skips: Counter) -> list[
                     _skip(
                         skips,
                         "missing_field",
-                        f"{path}:{lineno}: no string field '{text_field}' (see --text-field)",
+                        f"{path}:{lineno}: no string field '{text_field}' (see long_qa.text_field)",
                     )
                 elif not text.strip():
                     _skip(skips, "empty_text", f"{path}:{lineno}: empty '{text_field}'")
@@ -132,47 +124,45 @@ def chunk_words(text: str, n_words: int) -> list[str]:
 
 
 def qa_tasks(cfg: LongQAConfig, docs: list[LongDoc], skips: Counter) -> list[tuple[str, Any]]:
-    tasks = []
+    task, tasks = cfg.task, []
     for doc in docs:
-        if count_words(doc.text) < cfg.min_doc_words:
+        if count_words(doc.text) < task.min_doc_words:
             skips["too_short"] += 1
             continue
-        text = truncate_words(doc.text, cfg.max_doc_words)
-        for j in range(cfg.pairs_per_doc):
+        text = truncate_words(doc.text, task.max_doc_words)
+        for j in range(task.pairs_per_doc):
             key = f"{doc.key}-q{j}"
-            style = (
-                cfg.answer_style if cfg.answer_style in STYLES else STYLES[request_seed(cfg.seed, key) % 2]
-            )
+            style = task.answer_style if task.answer_style in STYLES else STYLES[request_seed(cfg.seed, key) % 2]
             tasks.append((key, {"doc_id": doc.doc_id, "text": text, "style": style}))
     return tasks
 
 
-def ask_qa(
+async def ask_qa(
     chunk: str, style: str, backend: Backend, params: SamplingParams
 ) -> tuple[tuple[str, str] | None, str | None]:
     """One QA pair about `chunk` that passed self-critique, or (None, rejection reason)."""
     template = prompts.QA_SHORT if style == "short" else prompts.QA_NORMAL
-    qa = prompts.parse_qa(backend.chat(prompts.user(template.format(chunk=chunk)), params).text)
+    qa = prompts.parse_qa((await backend.chat(prompts.user(template.format(chunk=chunk)), params)).text)
     if qa is None:
         return None, "unparseable_qa"
     question, answer = qa
     if style == "short" and count_words(answer) > SHORT_ANSWER_MAX_WORDS:
         return None, "short_answer_too_long"
     critique = prompts.CRITIQUE.format(chunk=chunk, question=question, answer=answer)
-    verdict = prompts.parse_verdict(backend.chat(prompts.user(critique), params).text)
+    verdict = prompts.parse_verdict((await backend.chat(prompts.user(critique), params)).text)
     if verdict is None:
         return None, "unclear_verdict"
     return (qa, None) if verdict else (None, "failed_self_critique")
 
 
 def _qa_work(cfg: LongQAConfig, backend: Backend):
-    def work(key: str, task: dict[str, Any]) -> dict[str, Any]:
-        chunks = chunk_words(task["text"], cfg.chunk_words)
+    async def work(key: str, task: dict[str, Any]) -> dict[str, Any]:
+        chunks = chunk_words(task["text"], cfg.task.chunk_words)
         reasons: Counter = Counter()
-        for attempt in range(cfg.max_attempts):
+        for attempt in range(cfg.task.max_attempts):
             index = random.Random(f"{cfg.seed}/{key}/{attempt}").randrange(len(chunks))
-            params = cfg.params.with_seed(request_seed(cfg.seed, key, attempt))
-            qa, reason = ask_qa(chunks[index], task["style"], backend, params)
+            params = cfg.sampling.with_seed(request_seed(cfg.seed, key, attempt))
+            qa, reason = await ask_qa(chunks[index], task["style"], backend, params)
             if qa is not None:
                 return {
                     "status": "ok",
@@ -189,7 +179,7 @@ def _qa_work(cfg: LongQAConfig, backend: Backend):
         return {
             "status": "rejected",
             "doc_id": task["doc_id"],
-            "attempts": cfg.max_attempts,
+            "attempts": cfg.task.max_attempts,
             "reasons": dict(reasons),
         }
 
@@ -215,39 +205,40 @@ def load_tasks(cfg: LongQAConfig) -> tuple[list[tuple[str, Any]], int, Counter]:
     """(tasks, documents read, skips); a UserError when no document is usable. Runs before any
     model is loaded, so input mistakes surface in a second."""
     skips: Counter = Counter()
-    docs = read_documents(cfg.inputs, cfg.text_field, skips)
+    if not cfg.task.inputs:
+        raise UserError("long_qa.inputs: no input given; list .txt/.jsonl files or folders (or pass --input)")
+    docs = read_documents(list(cfg.task.inputs), cfg.task.text_field, skips)
     tasks = qa_tasks(cfg, docs, skips)
     if not tasks:
         raise UserError(
-            f"--input: no usable documents in {', '.join(map(str, cfg.inputs))} ({len(docs)} read, "
-            f"skipped {dict(skips) or 'none'}); lower --min-doc-words or check --text-field"
+            f"long_qa.inputs: no usable documents in {', '.join(map(str, cfg.task.inputs))} ({len(docs)} "
+            f"read, skipped {dict(skips) or 'none'}); lower long_qa.min_doc_words or check long_qa.text_field"
         )
     return tasks, len(docs), skips
 
 
-def run_long_qa(cfg: LongQAConfig, backend: Backend, opts: RunOptions, loaded=None) -> dict[str, Any]:
+def settings(cfg: LongQAConfig) -> dict[str, Any]:
+    """What a resumed run must share with the run that started it (inputs may grow between runs)."""
+    task = {k: v for k, v in asdict(cfg.task).items() if k not in ("inputs", "loss_on_input")}
+    return {"seed": cfg.seed, "sampling": asdict(cfg.sampling), "long_qa": task}
+
+
+async def run_long_qa(cfg: LongQAConfig, backend: Backend, opts: RunOptions | None = None,
+                      loaded=None) -> dict[str, Any]:
     """Generate (or resume) QA samples; writes OUT/long_qa.jsonl and OUT/summary.json."""
-    kept_settings = {k: v for k, v in asdict(cfg).items() if k not in ("out_dir", "inputs", "loss_on_input")}
-    ensure_same_settings(cfg.out_dir / "settings.json", kept_settings)  # inputs may grow between runs
-    tasks, n_docs, skips = loaded or load_tasks(cfg)
-    with Journal(cfg.out_dir / "qa.jsonl") as journal:
-        report = run_stage("long-qa", tasks, _qa_work(cfg, backend), journal, backend.usage, opts)
-        if not report.complete:
-            raise BudgetReached(f"long-qa: {report.ok + report.rejected}/{report.total} tasks done")
-        records = journal.records
-    rows = [
-        training_sample(key, task["text"], records[key], loss_on_input=cfg.loss_on_input)
-        for key, task in sorted(tasks, key=lambda t: t[0])
-        if records.get(key, {}).get("status") == "ok"
-    ]
-    write_jsonl_atomic(cfg.out_dir / "long_qa.jsonl", rows)
-    summary = {
-        "documents_read": n_docs,
-        "skipped": dict(skips),
-        "samples": len(rows),
-        "stage": report.as_dict(),
-        "usage": backend.usage.as_dict(),
-        "output": str(cfg.out_dir / "long_qa.jsonl"),
-    }
-    write_json_atomic(cfg.out_dir / "summary.json", summary)
-    return summary
+    out = Path(cfg.out)
+    with holding_run_folder(out):
+        ensure_same_settings(out / "settings.json", settings(cfg))
+        tasks, n_docs, skips = loaded or load_tasks(cfg)
+        with Journal(out / "qa.jsonl") as journal:
+            report = await run_stage("long-qa", tasks, _qa_work(cfg, backend), journal, backend.usage, opts or cfg.run)
+            if not report.complete:
+                raise BudgetReached(f"long-qa: {report.ok + report.rejected}/{report.total} tasks done")
+            records = journal.records
+        rows = [training_sample(key, task["text"], records[key], loss_on_input=cfg.task.loss_on_input)
+                for key, task in sorted(tasks, key=lambda t: t[0]) if records.get(key, {}).get("status") == "ok"]
+        write_jsonl_atomic(out / "long_qa.jsonl", rows)
+        summary = {"documents_read": n_docs, "skipped": dict(skips), "samples": len(rows),
+                   "stage": report.as_dict(), "usage": backend.usage.as_dict(), "output": str(out / "long_qa.jsonl")}
+        write_json_atomic(out / "summary.json", summary)
+        return summary

@@ -1,11 +1,13 @@
 """Self-Lengthen (Quan et al. 2024, arXiv 2410.23933): one round of the long-output data loop.
 
-Stages of round k, each a resumable journal under OUT/round_k/:
-1. instructions  few-shot expansion from the seeds (and earlier rounds' instructions) by
-                 prefilling "Instruction 1: a / Instruction 2: b / Instruction 3:", then a yes/no
-                 judge keeps those suited to long answers;
-2. initial       the Generator answers each instruction (2 answers each); answers must end with
-                 punctuation and repeat no 10-word n-gram; then the length-biased keep rule;
+Stages of round k, each a resumable journal under OUT/round_k/, as in the reference code
+(github.com/QwenLM/Self-Lengthen, llama/step0-2 and mk_data.py):
+1. instructions  few-shot expansion from two seed instructions by prefilling "Instruction 1: a /
+                 Instruction 2: b / Instruction 3:" (stop at "\\nInstruction 4"), then a yes/no
+                 judge keeps those suited to long answers (3 < words < 500);
+2. initial       the Generator answers each instruction (2 answers each); an answer must pass
+                 the filters (final punctuation, no stop word in its first 2 or last 3 lines, no
+                 repeated 10-word n-gram); then the length-biased keep rule;
 3. extended      the Extender lengthens each kept answer (2 tries each, up to 3 passes per try):
                  enrich the first half, keep 2/3 of the enriched paragraphs, prefill them and let
                  the Extender continue; accepted only if > 1.2x the original's words; keep rule.
@@ -19,20 +21,20 @@ import hashlib
 import json
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mixcraft.errors import UserError
 from mixcraft.synth import prompts
-from mixcraft.synth.backends import Backend, SamplingParams
-from mixcraft.synth.chatjsonl import chat_sample
-from mixcraft.synth.journal import Journal, ensure_same_settings, write_json_atomic, write_jsonl_atomic
+from mixcraft.synth.backends import Backend
+from mixcraft.synth.config import SelfLengthenConfig
+from mixcraft.synth.extender import extend_work, write_outputs
+from mixcraft.synth.journal import Journal, ensure_same_settings, holding_run_folder, write_json_atomic
 from mixcraft.synth.runner import BudgetReached, RunOptions, StageReport, request_seed, run_stage
-from mixcraft.synth.textops import check_response, count_words, length_biased_keep, split_paragraphs
+from mixcraft.synth.textops import check_response, count_words, length_biased_keep
 
-DEFAULT_SEEDS = Path(__file__).resolve().parents[2] / "recipes" / "synth" / "seed_instructions.jsonl"
-# Self-Lengthen keeps an expanded instruction only if it has more than 3 and fewer than 500 words.
+# The reference keeps an expanded instruction only if it has more than 3 and fewer than 500 words.
 MIN_INSTRUCTION_WORDS, MAX_INSTRUCTION_WORDS = 3, 500
 
 
@@ -45,64 +47,42 @@ class Roles:
     extender: Backend
 
 
-@dataclass
-class SelfLengthenConfig:
-    out_dir: Path
-    round: int = 1
-    seeds_path: Path = DEFAULT_SEEDS
-    n_instructions: int = 100  # 0: use the seed instructions as they are
-    responses_per_instruction: int = 2
-    extensions_per_response: int = 2
-    max_attempts: int = 10
-    extend_passes: int = 3
-    min_growth: float = 1.2
-    seed: int = 0
-    params: SamplingParams = field(default_factory=SamplingParams)
-    short_params: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=256))
-
-    @property
-    def round_dir(self) -> Path:
-        return self.out_dir / f"round_{self.round}"
-
-
 def settings(cfg: SelfLengthenConfig) -> dict[str, Any]:
-    """What a resumed round must share with the run that started it. --n-instructions may grow:
+    """What a resumed round must share with the run that started it. `n_instructions` may grow:
     the extra instructions are added as new tasks."""
-    d = asdict(cfg)
-    for key in ("out_dir", "round", "n_instructions", "seeds_path"):
-        d.pop(key)
-    d["seeds_sha1"] = (
-        hashlib.sha1(cfg.seeds_path.read_bytes()).hexdigest() if cfg.seeds_path.is_file() else None
-    )
-    return d
+    task = {k: v for k, v in asdict(cfg.task).items()
+            if k not in ("round", "n_instructions", "seeds", "generator_model", "extender_model")}
+    seeds = cfg.seeds_path
+    return {"seed": cfg.seed, "sampling": asdict(cfg.sampling), "filters": asdict(cfg.filters),
+            "self_lengthen": task,
+            "seeds_sha1": hashlib.sha1(seeds.read_bytes()).hexdigest() if seeds.is_file() else None}
 
 
-def run_round(cfg: SelfLengthenConfig, roles: Roles, opts: RunOptions) -> dict[str, Any]:
+async def run_round(cfg: SelfLengthenConfig, roles: Roles, opts: RunOptions | None = None) -> dict[str, Any]:
     """Run (or resume) one round; returns its summary, also written to round_k/summary.json."""
-    ensure_same_settings(cfg.round_dir / "settings.json", settings(cfg))
-    reports: list[StageReport | dict] = []
-    instructions = _stage(
-        cfg, "instructions", _instruction_tasks(cfg), _expand_work(cfg, roles), roles, opts, reports
-    )
-    answers = _stage(
-        cfg, "initial", _answer_tasks(cfg, instructions), _answer_work(cfg, roles), roles, opts, reports
-    )
-    kept_answers = _keep_longest(answers, "n_words", cfg.seed, cfg.round, "initial")
-    tasks = [(f"{a['key']}-e{j}", a) for a in kept_answers for j in range(cfg.extensions_per_response)]
-    extended = _stage(cfg, "extended", tasks, _extend_work(cfg, roles), roles, opts, reports)
-    kept = _keep_longest(extended, "n_words", cfg.seed, cfg.round, "extended")
-    summary = _write_outputs(cfg, kept, answers, kept_answers, reports, roles)
-    write_json_atomic(cfg.round_dir / "summary.json", summary)
-    return summary
+    opts = opts or cfg.run
+    with holding_run_folder(Path(cfg.out)):
+        ensure_same_settings(cfg.round_dir / "settings.json", settings(cfg))
+        reports: list[StageReport | dict] = []
+        instructions = await _instructions(cfg, roles, opts, reports)
+        tasks = [(f"{r['key']}-a{j}", r) for r in instructions for j in range(cfg.task.responses_per_instruction)]
+        answers = await _stage(cfg, "initial", tasks, _answer_work(cfg, roles), roles, opts, reports)
+        kept_answers = _keep_longest(answers, "response", cfg, "initial")
+        tasks = [(f"{a['key']}-e{j}", a) for a in kept_answers for j in range(cfg.task.extensions_per_response)]
+        extended = await _stage(cfg, "extended", tasks, extend_work(cfg, roles.extender), roles, opts, reports)
+        kept = _keep_longest(extended, "extended", cfg, "extended")
+        summary = write_outputs(cfg, kept, answers, kept_answers, reports, roles.base.usage)
+        write_json_atomic(cfg.round_dir / "summary.json", summary)
+        return summary
 
 
-def _stage(cfg, name, tasks, work, roles: Roles, opts: RunOptions, reports: list) -> list[dict[str, Any]]:
+async def _stage(cfg, name, tasks, work, roles: Roles, opts: RunOptions, reports: list) -> list[dict[str, Any]]:
     """Run one stage unless its journal says it finished; the ok records, sorted by key."""
     digest = hashlib.sha1("\n".join(sorted(key for key, _ in tasks)).encode()).hexdigest()
     with Journal(cfg.round_dir / f"{name}.jsonl") as journal:
         done = journal.completed()
         if done is None or done.get("tasks_sha1") != digest:  # new tasks (more instructions): run them
-            report = run_stage(f"round {cfg.round} {name}", tasks, work, journal, roles.base.usage, opts)
+            report = await run_stage(f"round {cfg.task.round} {name}", tasks, work, journal, roles.base.usage, opts)
             if not report.complete:
                 raise BudgetReached(f"{name}: {report.ok + report.rejected}/{report.total} tasks done")
             done = {**report.as_dict(), "tasks_sha1": digest}
@@ -112,18 +92,18 @@ def _stage(cfg, name, tasks, work, roles: Roles, opts: RunOptions, reports: list
         return [r for k, r in sorted(journal.records.items()) if k in wanted and r.get("status") == "ok"]
 
 
-def _keep_longest(
-    records: list[dict[str, Any]], length_key: str, seed: int, rnd: int, what: str
-) -> list[dict]:
-    rng = random.Random(f"{seed}/round{rnd}/keep/{what}")
-    keep = length_biased_keep([r[length_key] for r in records], rng)
+def _keep_longest(records: list[dict[str, Any]], text_key: str, cfg: SelfLengthenConfig, what: str) -> list[dict]:
+    """The reference's keep rule, ranking by `len(text)` as its `drop_short` does."""
+    rng = random.Random(f"{cfg.seed}/round{cfg.task.round}/keep/{what}")
+    keep = length_biased_keep([len(r[text_key]) for r in records], rng)
     return [r for r, k in zip(records, keep, strict=True) if k]
 
 
 def load_seed_instructions(path: Path) -> list[str]:
     """Seeds from a .jsonl file (field "instruction" or "prompt") or a .txt file (one per line)."""
     if not path.is_file():
-        raise UserError(f"--seeds {path}: no such file; pass a .jsonl with an 'instruction' field or a .txt")
+        raise UserError(f"self_lengthen.seeds {path}: no such file; give a .jsonl with an 'instruction' "
+                        "field or a .txt with one instruction per line")
     seeds = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -141,206 +121,78 @@ def load_seed_instructions(path: Path) -> list[str]:
     return seeds
 
 
-def _instruction_pool(cfg: SelfLengthenConfig) -> list[str]:
-    """Seeds plus the instructions of earlier rounds (Self-Lengthen grows the pool as it goes)."""
-    pool = load_seed_instructions(cfg.seeds_path)
-    for earlier in range(1, cfg.round):
-        path = cfg.out_dir / f"round_{earlier}" / "instructions.jsonl"
-        if path.exists():
-            with Journal(path) as journal:
-                pool += [
-                    r["instruction"] for _, r in sorted(journal.records.items()) if r.get("status") == "ok"
-                ]
-    return pool
+async def _instructions(cfg: SelfLengthenConfig, roles: Roles, opts: RunOptions, reports: list) -> list[dict]:
+    """Stage 1. The few-shot pool is this round's seeds, plus (pool: grow) the instructions that
+    earlier waves of this round accepted; earlier rounds' instructions never join it."""
+    seeds = load_seed_instructions(cfg.seeds_path)
+    r = cfg.task.round
+    if cfg.task.n_instructions == 0:
+        tasks = [(f"r{r}-seed{i:06d}", {"given": text}) for i, text in enumerate(seeds)]
+        return await _stage(cfg, "instructions", tasks, _expand_work(cfg, roles), roles, opts, reports)
+    keys = [f"r{r}-i{i:06d}" for i in range(cfg.task.n_instructions)]
+    if cfg.task.pool == "seeds":
+        tasks = [(k, {"pool": seeds}) for k in keys]
+        return await _stage(cfg, "instructions", tasks, _expand_work(cfg, roles), roles, opts, reports)
+    wave, accepted, waves = cfg.task.pool_wave, [], []
+    for start in range(0, len(keys), wave):
+        tasks = [(k, {"pool": seeds + [a["instruction"] for a in accepted]}) for k in keys[start:start + wave]]
+        waves.append([])
+        accepted += await _stage(cfg, f"instructions.w{start // wave:04d}", tasks, _expand_work(cfg, roles),
+                                 roles, opts, waves[-1])
+    reports.append(_merge_waves(f"round {r} instructions", [w[0] for w in waves]))
+    return sorted(accepted, key=lambda a: a["key"])
 
 
-def _instruction_tasks(cfg: SelfLengthenConfig) -> list[tuple[str, Any]]:
-    pool = _instruction_pool(cfg)
-    if cfg.n_instructions == 0:
-        return [(f"r{cfg.round}-seed{i:06d}", {"given": text}) for i, text in enumerate(pool)]
-    return [(f"r{cfg.round}-i{i:06d}", {"pool": pool}) for i in range(cfg.n_instructions)]
+def _merge_waves(name: str, parts: list[dict]) -> dict:
+    """One report for the waves of stage 1, shaped like a stage's."""
+    total: dict[str, Any] = {"name": name}
+    for key in ("total", "ok", "rejected", "resumed", "backups", "backups_won"):
+        total[key] = sum(p[key] for p in parts)
+    for key in ("reasons", "endpoint_errors"):
+        total[key] = dict(sum((Counter(p[key]) for p in parts), Counter()))
+    return total
 
 
 def _expand_work(cfg: SelfLengthenConfig, roles: Roles):
-    def work(key: str, payload: dict[str, Any]) -> dict[str, Any]:
+    params = replace(cfg.sampling, max_tokens=cfg.task.short_max_tokens)
+
+    async def work(key: str, payload: dict[str, Any]) -> dict[str, Any]:
         if "given" in payload:
             return {"status": "ok", "instruction": payload["given"], "attempts": 0, "reasons": {}}
         reasons: Counter = Counter()
-        for attempt in range(cfg.max_attempts):
-            rng = random.Random(f"{cfg.seed}/{key}/{attempt}")
-            examples = rng.sample(payload["pool"], 2)
-            params = cfg.short_params.with_seed(request_seed(cfg.seed, key, attempt))
-            reply = roles.base.complete(
-                prompts.user(prompts.EXPAND_REQUEST), prompts.expand_prefill(examples), params
-            )
+        for attempt in range(cfg.task.instruction_attempts):
+            examples = random.Random(f"{cfg.seed}/{key}/{attempt}").sample(payload["pool"], 2)
+            p = params.with_seed(request_seed(cfg.seed, key, attempt)).with_stop(f"\nInstruction {len(examples) + 2}")
+            reply = await roles.base.complete(prompts.user(prompts.EXPAND_REQUEST), prompts.expand_prefill(examples), p)
             text = prompts.parse_expansion(reply.text)
             if not MIN_INSTRUCTION_WORDS < count_words(text) < MAX_INSTRUCTION_WORDS:
                 reasons["instruction_length"] += 1
                 continue
-            verdict = prompts.parse_verdict(
-                roles.base.chat(prompts.user(prompts.JUDGE.format(instruction=text)), params).text
-            )
+            judged = await roles.base.chat(prompts.user(prompts.JUDGE.format(instruction=text)), p)
+            verdict = prompts.parse_verdict(judged.text)
             if verdict:
-                return {
-                    "status": "ok",
-                    "instruction": text,
-                    "attempts": attempt + 1,
-                    "reasons": dict(reasons),
-                }
+                return {"status": "ok", "instruction": text, "attempts": attempt + 1, "reasons": dict(reasons)}
             reasons["judged_unsuitable" if verdict is False else "unclear_verdict"] += 1
-        return {"status": "rejected", "attempts": cfg.max_attempts, "reasons": dict(reasons)}
+        return {"status": "rejected", "attempts": cfg.task.instruction_attempts, "reasons": dict(reasons)}
 
     return work
-
-
-def _answer_tasks(cfg: SelfLengthenConfig, instructions: list[dict[str, Any]]) -> list[tuple[str, Any]]:
-    return [(f"{r['key']}-a{j}", r) for r in instructions for j in range(cfg.responses_per_instruction)]
 
 
 def _answer_work(cfg: SelfLengthenConfig, roles: Roles):
-    def work(key: str, inst: dict[str, Any]) -> dict[str, Any]:
+    async def work(key: str, inst: dict[str, Any]) -> dict[str, Any]:
         reasons: Counter = Counter()
-        for attempt in range(cfg.max_attempts):
-            params = cfg.params.with_seed(request_seed(cfg.seed, key, attempt))
-            reply = roles.generator.chat(prompts.user(inst["instruction"]), params)
+        for attempt in range(cfg.task.answer_attempts):
+            params = cfg.sampling.with_seed(request_seed(cfg.seed, key, attempt))
+            reply = await roles.generator.chat(prompts.user(inst["instruction"]), params)
             text = reply.text.strip()
-            reason = "hit_max_tokens" if reply.finish_reason == "length" else check_response(text)
+            truncated = cfg.task.reject_truncated and reply.finish_reason == "length"
+            reason = "hit_max_tokens" if truncated else check_response(text, cfg.filters)
             if reason is None:
-                return {
-                    "status": "ok",
-                    "instruction_key": inst["key"],
-                    "instruction": inst["instruction"],
-                    "response": text,
-                    "n_words": count_words(text),
-                    "attempts": attempt + 1,
-                    "reasons": dict(reasons),
-                }
+                return {"status": "ok", "instruction_key": inst["key"], "instruction": inst["instruction"],
+                        "response": text, "n_words": count_words(text), "finish_reason": reply.finish_reason,
+                        "attempts": attempt + 1, "reasons": dict(reasons)}
             reasons[reason] += 1
-        return {
-            "status": "rejected",
-            "instruction_key": inst["key"],
-            "attempts": cfg.max_attempts,
-            "reasons": dict(reasons),
-        }
+        return {"status": "rejected", "instruction_key": inst["key"], "attempts": cfg.task.answer_attempts,
+                "reasons": dict(reasons)}
 
     return work
-
-
-def extend_response(
-    instruction: str,
-    response: str,
-    extender: Backend,
-    *,
-    passes: int,
-    min_growth: float,
-    params: SamplingParams,
-    seed_parts: tuple = (),
-) -> tuple[str | None, Counter]:
-    """Lengthen `response`; the result, or None unless it has more than `min_growth` x the words.
-
-    Each pass enriches the first half of the current best text, keeps 2/3 of the enriched
-    paragraphs (the tail of an enrichment tends to wrap up, which would end the text early),
-    prefills them as the assistant's answer to "enrich the whole draft", and lets the Extender
-    continue. A pass that is rejected by the filters or is no longer than the best is discarded.
-    """
-    reasons: Counter = Counter()
-    best = response
-    for p in range(passes):
-        paras, sep = split_paragraphs(best)
-        first_half = sep.join(paras[: max(1, len(paras) // 2)])
-        p_params = params.with_seed(request_seed(*seed_parts, p))
-        ask_half = prompts.user(prompts.EXTEND.format(instruction=instruction, response=first_half))
-        enriched, e_sep = split_paragraphs(extender.chat(ask_half, p_params).text.strip())
-        prefill = e_sep.join(enriched[: len(enriched) * 2 // 3])
-        ask_all = prompts.user(prompts.EXTEND.format(instruction=instruction, response=best))
-        candidate = (prefill + extender.complete(ask_all, prefill, p_params).text).strip()
-        reason = check_response(candidate)
-        if reason is None and count_words(candidate) <= count_words(best):
-            reason = "not_longer"
-        if reason is not None:
-            reasons[reason] += 1
-            continue
-        best = candidate
-    if count_words(best) > min_growth * count_words(response):
-        return best, reasons
-    reasons["growth_below_min"] += 1
-    return None, reasons
-
-
-def _extend_work(cfg: SelfLengthenConfig, roles: Roles):
-    def work(key: str, answer: dict[str, Any]) -> dict[str, Any]:
-        reasons: Counter = Counter()
-        for attempt in range(cfg.max_attempts):
-            text, why = extend_response(
-                answer["instruction"],
-                answer["response"],
-                roles.extender,
-                passes=cfg.extend_passes,
-                min_growth=cfg.min_growth,
-                params=cfg.params,
-                seed_parts=(cfg.seed, key, attempt),
-            )
-            reasons.update(why)
-            if text is not None:
-                return {
-                    "status": "ok",
-                    "answer_key": answer["key"],
-                    "instruction": answer["instruction"],
-                    "initial": answer["response"],
-                    "extended": text,
-                    "n_words_initial": answer["n_words"],
-                    "n_words": count_words(text),
-                    "attempts": attempt + 1,
-                    "reasons": dict(reasons),
-                }
-        return {
-            "status": "rejected",
-            "answer_key": answer["key"],
-            "attempts": cfg.max_attempts,
-            "reasons": dict(reasons),
-        }
-
-    return work
-
-
-def degrade_draft(text: str, rng: random.Random) -> str:
-    """The Extender's training input: the original answer with each line kept with p = 0.8, as in
-    Self-Lengthen's data maker, so the Extender learns to fill gaps instead of copying."""
-    lines = [line for line in text.split("\n") if line.strip()]
-    kept = [line for line in lines if rng.random() < 0.8] or lines[:1]
-    return "\n\n".join(kept)
-
-
-def _write_outputs(cfg, kept, answers, kept_answers, reports, roles: Roles) -> dict[str, Any]:
-    gen_rows, ext_rows = [], []
-    for rec in kept:
-        meta = {
-            "generator": "self-lengthen",
-            "round": cfg.round,
-            "key": rec["key"],
-            "n_words": rec["n_words"],
-            "n_words_initial": rec["n_words_initial"],
-        }
-        answer = [{"role": "assistant", "content": rec["extended"]}]
-        gen_rows.append(chat_sample(f"sl-gen-{rec['key']}", prompts.user(rec["instruction"]) + answer, meta))
-        draft = degrade_draft(rec["initial"], random.Random(f"{cfg.seed}/{rec['key']}/draft"))
-        ask = prompts.EXTEND.format(instruction=rec["instruction"], response=draft)
-        ext_rows.append(chat_sample(f"sl-ext-{rec['key']}", prompts.user(ask) + answer, meta))
-    write_jsonl_atomic(cfg.round_dir / "gen_sft.jsonl", gen_rows)
-    write_jsonl_atomic(cfg.round_dir / "ext_sft.jsonl", ext_rows)
-    mean = lambda xs: round(sum(xs) / len(xs), 1) if xs else 0.0  # noqa: E731
-    return {
-        "round": cfg.round,
-        "samples": len(gen_rows),
-        "mean_words": {
-            "initial_all": mean([a["n_words"] for a in answers]),
-            "initial_kept": mean([a["n_words"] for a in kept_answers]),
-            "extended_kept": mean([r["n_words"] for r in kept]),
-        },
-        "stages": reports,
-        "usage": roles.base.usage.as_dict(),  # the three roles share one Usage
-        "outputs": {
-            "generator_sft": str(cfg.round_dir / "gen_sft.jsonl"),
-            "extender_sft": str(cfg.round_dir / "ext_sft.jsonl"),
-        },
-    }

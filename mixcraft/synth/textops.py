@@ -8,6 +8,10 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from mixcraft.schema import Range
 
 # CJK characters count one word each, as in Self-Lengthen's and LonGen's word counter; everything
 # else is split on whitespace.
@@ -19,6 +23,24 @@ _CJK = re.compile(r"[\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]")
 END_PUNCTUATION = frozenset(".!?;:,-\"')]}>`…。！？”’）】")
 
 NGRAM_WORDS = 10  # Self-Lengthen rejects any response in which a 10-word sequence occurs twice.
+
+# Self-Lengthen's English stop words (llama/utils.py): a response whose first 2 or last 3 lines
+# contain one of them is usually talking about itself ("Here is the revised version:", "This
+# response covers...") instead of being the piece of writing. Matched as case-sensitive
+# substrings, as the reference matches them, so "versions" and "responsed" count too.
+STOP_WORDS = ("revised", "revision", "response", "version", "paragraph")
+STOP_WORD_HEAD_LINES, STOP_WORD_TAIL_LINES = 2, 3
+
+
+@dataclass(frozen=True)
+class ResponseFilters:
+    """The `filters:` block: Self-Lengthen's checks on every generated and extended answer
+    (its utils.check_response). The defaults are its English ones; `stop_words: []` turns the
+    self-reference check off (its Chinese pipeline has none)."""
+
+    end_punctuation: bool = True
+    stop_words: tuple[str, ...] = STOP_WORDS
+    ngram_words: Annotated[int, Range(ge=2)] = NGRAM_WORDS
 
 
 def count_words(text: str) -> int:
@@ -44,13 +66,23 @@ def first_repeated_ngram(text: str, n: int = NGRAM_WORDS) -> tuple[str, ...] | N
     return None
 
 
-def check_response(text: str, *, ngram_words: int = NGRAM_WORDS) -> str | None:
-    """The reason a generated response is rejected (snake_case, counted by the runner), or None."""
+def stop_word_in_ends(text: str, stop_words: Sequence[str]) -> str | None:
+    """The first stop word found in the first 2 or last 3 lines of `text`, or None."""
+    lines = text.rstrip().split("\n")
+    ends = "\n".join(lines[:STOP_WORD_HEAD_LINES] + lines[-STOP_WORD_TAIL_LINES:])
+    return next((w for w in stop_words if w in ends), None)
+
+
+def check_response(text: str, filters: ResponseFilters = ResponseFilters()) -> str | None:
+    """The reason a generated response is rejected (snake_case, counted by the runner), or None.
+    Checked in the reference's order: final punctuation, stop words, repeated n-gram."""
     if not text.strip():
         return "empty"
-    if not ends_with_punctuation(text):
+    if filters.end_punctuation and not ends_with_punctuation(text):
         return "no_final_punctuation"
-    if first_repeated_ngram(text, ngram_words) is not None:
+    if stop_word_in_ends(text, filters.stop_words) is not None:
+        return "stop_word"
+    if first_repeated_ngram(text, filters.ngram_words) is not None:
         return "repeated_ngram"
     return None
 
@@ -69,6 +101,7 @@ def split_paragraphs(text: str) -> tuple[list[str], str]:
 
 def length_ranks(lengths: Sequence[int]) -> list[float]:
     """r in (0, 1] per sample: 1 for the shortest, 1/N for the longest; ties share their mean rank.
+    (Self-Lengthen's `drop_short` ranks by `len(text)`, characters; its callers here do too.)
 
     Self-Lengthen's code gives every member of a tie the rank of the tie's shortest position, so N
     equally long samples all get r = 1 and are all dropped; the mean rank keeps the expected keep

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 
 import pytest
+from synth_helpers import write_config
 from typer.testing import CliRunner
 
 from mixcraft.synth import prompts
-from mixcraft.synth.backends import SamplingParams
+from mixcraft.synth.backends import FakeConfig, SamplingParams
 from mixcraft.synth.chatjsonl import check_chat_file
 from mixcraft.synth.cli import app
+from mixcraft.synth.config import LongQAConfig, LongQATask
 from mixcraft.synth.fake import FakeBackend
-from mixcraft.synth.long_qa import (
-    LongQAConfig,
-    ask_qa,
-    chunk_words,
-    read_documents,
-    run_long_qa,
-    truncate_words,
-)
+from mixcraft.synth.long_qa import ask_qa, chunk_words, read_documents, run_long_qa, truncate_words
 from mixcraft.synth.runner import RunOptions
 
 QUIET = RunOptions(concurrency=4, progress=False)
+
+
+def _ask(chunk, style, backend):
+    return asyncio.run(ask_qa(chunk, style, backend, SamplingParams()))
 
 
 def _doc(n_words: int, tag: str) -> str:
@@ -77,28 +77,24 @@ def test_self_critique_rejects_unsupported_pairs():
             else "Question: Why?\nAnswer: Because."
         )
 
-    qa, reason = ask_qa("some passage", "normal", FakeBackend(reply=reply), SamplingParams())
+    qa, reason = _ask("some passage", "normal", FakeBackend(reply=reply))
     assert qa is None and reason == "failed_self_critique"
     long_short = FakeBackend(reply=lambda m, p, s: "Question: Who?\nAnswer: " + "many words " * 8 + ".")
-    assert ask_qa("passage", "short", long_short, SamplingParams()) == (None, "short_answer_too_long")
-    assert ask_qa(
-        "passage", "normal", FakeBackend(reply=lambda m, p, s: "I cannot help."), SamplingParams()
-    ) == (None, "unparseable_qa")
+    assert _ask("passage", "short", long_short) == (None, "short_answer_too_long")
+    assert _ask("passage", "normal", FakeBackend(reply=lambda m, p, s: "I cannot help.")) == (None, "unparseable_qa")
+
+
+def test_loss_on_input_is_on_by_default_as_llama_2_long_trains():
+    assert LongQATask().loss_on_input is True
 
 
 @pytest.mark.parametrize("loss_on_input", [False, True])
 def test_run_emits_document_plus_question_samples(tmp_path, corpus, loss_on_input):
     books, jsonl = corpus
-    cfg = LongQAConfig(
-        out_dir=tmp_path / "out",
-        inputs=[books, jsonl],
-        chunk_words=100,
-        min_doc_words=200,
-        max_doc_words=480,
-        pairs_per_doc=4,
-        loss_on_input=loss_on_input,
-    )
-    summary = run_long_qa(cfg, FakeBackend(), QUIET)
+    task = LongQATask(inputs=(str(books), str(jsonl)), chunk_words=100, min_doc_words=200, max_doc_words=480,
+                      pairs_per_doc=4, loss_on_input=loss_on_input)
+    cfg = LongQAConfig(out=str(tmp_path / "out"), backend=FakeConfig(), run=QUIET, long_qa=task)
+    summary = asyncio.run(run_long_qa(cfg, FakeBackend()))
     out = tmp_path / "out" / "long_qa.jsonl"
     assert check_chat_file(out) == []
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -118,18 +114,24 @@ def test_run_emits_document_plus_question_samples(tmp_path, corpus, loss_on_inpu
 
 def test_cli_long_qa_and_its_errors(tmp_path, corpus):
     books, jsonl = corpus
+    config = write_config(tmp_path / "qa.yaml", {"out": "o", "backend": {"type": "fake"}, "run": {"progress": False},
+                                                 "long_qa": {"chunk_words": 100, "min_doc_words": 200}})
     runner = CliRunner()
-    args = ["long-qa", "--backend", "fake", "--no-progress", "--chunk-words", "100", "--min-doc-words", "200"]
-    ok = runner.invoke(app, [*args, "--input", str(books), "--out", str(tmp_path / "o"), "--loss-on-input"])
+
+    def run(*args):
+        return runner.invoke(app, ["long-qa", str(config), *map(str, args)])
+
+    ok = run("--input", books)
     assert ok.exit_code == 0, ok.output
-    assert "long_qa.jsonl" in ok.output
-    missing = runner.invoke(app, [*args, "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")])
+    rows = [json.loads(x) for x in (tmp_path / "o" / "long_qa.jsonl").read_text().splitlines()]
+    assert rows and all(r["loss_on_input"] is True for r in rows)  # the default, as the paper trains
+    missing = run("--input", tmp_path / "nope", "--out", tmp_path / "o2")
     assert missing.exit_code == 2 and "no such file or folder" in missing.output
-    field = runner.invoke(
-        app, [*args, "--input", str(jsonl), "--text-field", "content", "--out", str(tmp_path / "o3")]
-    )
+    field = run("--input", jsonl, "--set", "long_qa.text_field=content", "--out", tmp_path / "o3")
     assert field.exit_code == 2 and "no usable documents" in field.output and "missing_field" in field.output
-    style = runner.invoke(
-        app, [*args, "--input", str(books), "--answer-style", "medium", "--out", str(tmp_path / "o4")]
-    )
-    assert style.exit_code == 2 and "--answer-style 'medium'" in style.output
+    style = run("--input", books, "--set", "long_qa.answer_style=medium", "--out", tmp_path / "o4")
+    assert style.exit_code == 2 and "long_qa.answer_style: expected one of normal, short, both" in style.output
+    small = run("--input", books, "--set", "long_qa.max_doc_words=50", "--out", tmp_path / "o5")
+    assert small.exit_code == 2 and "long_qa.max_doc_words: must be at least chunk_words (100)" in small.output
+    none = run("--out", tmp_path / "o6")
+    assert none.exit_code == 2 and "long_qa.inputs: no input given" in none.output

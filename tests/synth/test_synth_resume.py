@@ -1,7 +1,8 @@
-"""Long runs: crash and resume, token budgets, stragglers, endpoint errors, torn journals."""
+"""Long runs: crash and resume, token budgets, stragglers, endpoint errors, torn journals, the lock."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,24 +12,32 @@ import textwrap
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from synth_helpers import sl_config, write_config
 
 from mixcraft.errors import UserError
 from mixcraft.synth.backends import BackendError, Usage
 from mixcraft.synth.fake import FakeBackend, fake_reply
-from mixcraft.synth.journal import Journal
+from mixcraft.synth.journal import Journal, lock_run_folder
 from mixcraft.synth.runner import BudgetReached, RunOptions, run_stage
-from mixcraft.synth.self_lengthen import Roles, SelfLengthenConfig, run_round
+from mixcraft.synth.self_lengthen import Roles, run_round
 
 QUIET = RunOptions(concurrency=3, progress=False)
+REPO = Path(__file__).resolve().parents[2]
 
 
-def _round(out, backend=None, opts=QUIET, n=8):
+def _round(out, backend=None, opts=QUIET, n=8, **task):
     backend = backend or FakeBackend()
-    cfg = SelfLengthenConfig(out_dir=out, n_instructions=n)
-    run_round(cfg, Roles(backend, backend, backend), opts)
+    cfg = sl_config(out, run=opts, n_instructions=n, **task)
+    asyncio.run(run_round(cfg, Roles(backend, backend, backend)))
     return (cfg.round_dir / "gen_sft.jsonl").read_bytes(), backend.usage.requests
+
+
+def _stage(tmp_path, name, tasks, work, opts=QUIET):
+    with Journal(tmp_path / f"{name}.jsonl") as journal:
+        return asyncio.run(run_stage("stage", tasks, work, journal, Usage(), opts))
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +72,18 @@ def test_resume_after_a_crash_loses_nothing_and_matches_an_uninterrupted_run(tmp
 
 def test_resume_after_sigkill(tmp_path, reference):
     script = textwrap.dedent(f"""
-        from pathlib import Path
+        import asyncio
+        from mixcraft.synth.backends import FakeConfig
+        from mixcraft.synth.config import SelfLengthenConfig, SelfLengthenTask
         from mixcraft.synth.fake import FakeBackend
         from mixcraft.synth.runner import RunOptions
-        from mixcraft.synth.self_lengthen import Roles, SelfLengthenConfig, run_round
+        from mixcraft.synth.self_lengthen import Roles, run_round
         b = FakeBackend(delay_s=0.01)
-        run_round(SelfLengthenConfig(out_dir=Path({str(tmp_path)!r}), n_instructions=8), Roles(b, b, b),
-                  RunOptions(concurrency=3, progress=False))
+        cfg = SelfLengthenConfig(out={str(tmp_path)!r}, backend=FakeConfig(), run=RunOptions(concurrency=3,
+                                 progress=False), self_lengthen=SelfLengthenTask(n_instructions=8))
+        asyncio.run(run_round(cfg, Roles(b, b, b)))
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script])
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)})
     deadline = time.monotonic() + 60
     while _journal_lines(tmp_path / "round_1") < 20 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -120,38 +132,53 @@ def _tasks(n):
     return [(f"k{i:03d}", i) for i in range(n)]
 
 
-def test_stragglers_are_cut_after_the_grace_period(tmp_path):
-    release = threading.Event()
+def test_a_straggler_gets_a_backup_copy_and_is_never_lost(tmp_path):
+    calls = Counter()
 
-    def work(key, payload):
-        if payload == 0:
-            release.wait(10)  # one very slow generation
+    async def work(key, payload):
+        calls[key] += 1
+        if key == "k000" and calls[key] == 1:
+            await asyncio.sleep(30)  # the first copy hangs; the backup answers at once
         return {"status": "ok", "value": payload}
 
     opts = RunOptions(concurrency=4, progress=False, straggler_frac=0.9, straggler_wait_s=0.3)
-    with Journal(tmp_path / "s.jsonl") as journal:
-        start = time.monotonic()
-        report = run_stage("stage", _tasks(20), work, journal, Usage(), opts)
-        elapsed = time.monotonic() - start
-    release.set()
-    assert report.straggler_cut == 1 and report.ok == 19 and report.complete
-    assert elapsed < 5
-    assert "k000" not in Journal(tmp_path / "s.jsonl").records
+    start = time.monotonic()
+    report = _stage(tmp_path, "s", _tasks(20), work, opts)
+    assert time.monotonic() - start < 5, "the straggler held the stage"
+    assert report.complete and report.ok == 20 and report.backups == 1 and report.backups_won == 1
+    records = Journal(tmp_path / "s.jsonl").records
+    assert records["k000"]["value"] == 0 and len((tmp_path / "s.jsonl").read_text().splitlines()) == 20
+
+
+def test_a_slow_task_that_finishes_first_keeps_its_result_and_the_backup_is_cancelled(tmp_path):
+    cancelled = []
+
+    async def work(key, payload):
+        try:
+            await asyncio.sleep(0.6 if key == "k000" else 0.0)  # the original needs 0.6 s, any copy too
+            return {"status": "ok"}
+        except asyncio.CancelledError:
+            cancelled.append(key)
+            raise
+
+    opts = RunOptions(concurrency=4, progress=False, straggler_frac=0.5, straggler_wait_s=0.3)
+    report = _stage(tmp_path, "t", _tasks(6), work, opts)
+    assert report.ok == 6 and report.backups == 1 and report.backups_won == 0
+    assert cancelled == ["k000"]  # the backup, once the original finished first
 
 
 def test_endpoint_errors_are_counted_and_retried(tmp_path):
     failures = {"k003": 2, "k007": 1}
     lock = threading.Lock()
 
-    def work(key, payload):
+    async def work(key, payload):
         with lock:
             if failures.get(key, 0) > 0:
                 failures[key] -= 1
                 raise BackendError("connect_error", "http://x: cannot connect")
         return {"status": "ok"}
 
-    with Journal(tmp_path / "e.jsonl") as journal:
-        report = run_stage("stage", _tasks(10), work, journal, Usage(), QUIET)
+    report = _stage(tmp_path, "e", _tasks(10), work)
     assert report.ok == 10 and report.complete
     assert report.endpoint_errors == {"connect_error": 3}
 
@@ -159,31 +186,27 @@ def test_endpoint_errors_are_counted_and_retried(tmp_path):
 def test_a_request_the_server_refuses_is_recorded_as_rejected(tmp_path):
     calls = Counter()
 
-    def work(key, payload):
+    async def work(key, payload):
         calls[key] += 1
         if key == "k002":
             raise BackendError("http_400", "prompt longer than the context", permanent=True)
         return {"status": "ok"}
 
-    with Journal(tmp_path / "p.jsonl") as journal:
-        report = run_stage("stage", _tasks(5), work, journal, Usage(), QUIET)
+    report = _stage(tmp_path, "p", _tasks(5), work)
     assert report.complete and report.ok == 4 and report.rejected == 1
     assert report.reasons == {"http_400": 1} and calls["k002"] == 1  # not retried
     assert Journal(tmp_path / "p.jsonl").records["k002"]["status"] == "rejected"
 
 
 def test_a_dead_endpoint_aborts_with_a_clear_message_and_keeps_finished_samples(tmp_path):
-    def work(key, payload):
+    async def work(key, payload):
         if payload >= 5:
             raise BackendError("connect_error", "http://127.0.0.1:9/v1/chat/completions: cannot connect")
         return {"status": "ok"}
 
     opts = RunOptions(concurrency=1, progress=False, max_consecutive_failures=4)
-    with (
-        Journal(tmp_path / "d.jsonl") as journal,
-        pytest.raises(UserError, match=r"4 requests in a row failed \(connect_error\)"),
-    ):
-        run_stage("stage", _tasks(10), work, journal, Usage(), opts)
+    with pytest.raises(UserError, match=r"4 requests in a row failed \(connect_error\)"):
+        _stage(tmp_path, "d", _tasks(10), work, opts)
     assert len(Journal(tmp_path / "d.jsonl").records) == 5
 
 
@@ -195,10 +218,62 @@ def test_journal_records_are_json_lines(tmp_path):
 
 def test_resume_refuses_other_settings_but_allows_more_instructions(tmp_path, reference):
     backend = FakeBackend()
-    cfg = SelfLengthenConfig(out_dir=tmp_path, n_instructions=8, min_growth=1.5)
     _round(tmp_path, n=4)
-    with pytest.raises(UserError, match=r"other settings \(min_growth: 1\.2 -> 1\.5\).*new --out"):
-        run_round(cfg, Roles(backend, backend, backend), QUIET)
+    cfg = sl_config(tmp_path, run=QUIET, n_instructions=8, min_growth=1.5)
+    with pytest.raises(UserError, match=r"other settings \(self_lengthen: .*min_growth.*new --out"):
+        asyncio.run(run_round(cfg, Roles(backend, backend, backend)))
     output, requests = _round(tmp_path, n=8)  # growing the run only adds tasks
     assert output == reference[0]
     assert requests < reference[1]
+
+
+def test_a_second_run_into_the_same_folder_is_refused_in_one_line(tmp_path):
+    held = lock_run_folder(tmp_path)
+    try:
+        with pytest.raises(UserError, match=r"another synth run is writing this folder right now; wait for it "
+                                            r"to end, or stop it and re-run the same command to resume"):
+            _round(tmp_path)
+    finally:
+        held.close()
+    assert not (tmp_path / "round_1" / "instructions.jsonl").exists()
+
+
+def test_two_concurrent_runs_never_double_a_journal(tmp_path):
+    """The issue measured 219 journal lines for 72 tasks with two runs racing; now one is refused."""
+    config = write_config(tmp_path / "sl.yaml", {"out": "o", "backend": {"type": "fake", "delay_s": 0.01},
+                                                 "run": {"concurrency": 3, "progress": False},
+                                                 "self_lengthen": {"n_instructions": 8}})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "mixcraft", "synth", "self-lengthen", str(config)]
+    first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "o" / "round_1" / "instructions.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    _, first_err = first.communicate(timeout=120)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 2 and "another synth run is writing this folder" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    lines = [json.loads(x)["key"] for x in (tmp_path / "o/round_1/instructions.jsonl").read_text().splitlines()]
+    assert len(lines) == len(set(lines)) == 8
+
+
+def test_ctrl_c_keeps_what_finished_and_a_rerun_matches_an_uninterrupted_run(tmp_path, reference):
+    config = write_config(tmp_path / "sl.yaml", {"out": "o", "backend": {"type": "fake", "delay_s": 0.01},
+                                                 "run": {"concurrency": 3, "progress": False},
+                                                 "self_lengthen": {"n_instructions": 8}})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "mixcraft", "synth", "self-lengthen", str(config)]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while _journal_lines(tmp_path / "o/round_1") < 20 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted; every finished sample is saved" in err
+    saved = _journal_lines(tmp_path / "o/round_1")
+    assert saved >= 20
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (tmp_path / "o/round_1/gen_sft.jsonl").read_bytes() == reference[0]

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from mixcraft.synth.cli import app
 from mixcraft.synth.longen import constraint_range
 from mixcraft.synth.textops import (
+    ResponseFilters,
     check_response,
     count_words,
     first_repeated_ngram,
@@ -108,6 +109,31 @@ def test_punctuation_filter():
     assert check_response("Cut off in the middle of a") == "no_final_punctuation"
     assert check_response("   \n") == "empty"
     assert check_response("中文句子。") is None
+
+
+BODY = "\n".join(f"Line {i} tells of river {i}, delta {i} and year {1900 + i}." for i in range(10))
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("Here is the revised essay:\n" + BODY, "stop_word"),  # line 1
+    ("Rivers.\nA new version follows.\n" + BODY, "stop_word"),  # line 2
+    ("Rivers.\nDeltas.\nThis paragraph is inside.\n" + BODY, None),  # line 3: neither end
+    (BODY + "\nThis response covers it all.", "stop_word"),  # last line
+    (BODY + "\nEnd of revision.\nMore.\nDone.", "stop_word"),  # 3rd from the end
+    (BODY + "\nEnd of revision.\nMore.\nStill more.\nDone.", None),  # 4th from the end
+    ("Revised, as the reference matches: case-sensitive.\n" + BODY, None),
+    (BODY + "\nSee the versions above.", "stop_word"),  # a substring counts, as in the reference
+])
+def test_stop_word_filter_looks_at_the_first_2_and_last_3_lines(text, reason):
+    assert check_response(text) == reason
+    assert check_response(text, ResponseFilters(stop_words=())) is None  # off: the Chinese pipeline's setting
+
+
+def test_the_stop_word_filter_runs_after_punctuation_and_before_ngrams():
+    assert check_response("This revised text ends without a stop") == "no_final_punctuation"
+    words = [f"w{i}" for i in range(30)]
+    looping = "A revised opening.\n" + " ".join(words + words) + "."
+    assert check_response(looping) == "stop_word"
 
 
 def test_word_count_counts_cjk_characters_one_each():
