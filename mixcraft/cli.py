@@ -63,13 +63,16 @@ def main_options(version: Annotated[bool, typer.Option("--version", callback=_ve
 def build(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).")],
     out: Annotated[Path | None, typer.Option(help="Output folder; default out/<recipe name>.")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Tasks run at once (the output does not depend on it).")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Tasks run at once (the output does not depend on it). Default: every local CPU; the Ray "
+                    "cluster's CPUs; no Slurm array limit.")] = None,
     executor: Annotated[str, typer.Option(help="Where tasks run: local, ray or slurm (slurm submits and returns).")]
     = "local",
     executor_opt: Annotated[list[str] | None, typer.Option(
-        help="KEY=VALUE for the executor, repeatable. ray: address, cpus_per_task, mem_per_cpu_gb. slurm: "
-             "partition (required), time, cpus_per_task, mem_per_cpu_gb, qos, job_name, env_command, "
-             "max_array_size.")] = None,
+        help="KEY=VALUE for the executor, repeatable. ray: address, cpus_per_task, mem_per_cpu_gb, tasks_per_job. "
+             "slurm: "
+             "partition (required), time, cpus_per_task, mem_per_cpu_gb, qos, tasks_per_job, job_name, "
+             "env_command, max_array_size.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Resolve the recipe and print the plan; read no data.")]
     = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Read at most N documents per source (a trial run).")]

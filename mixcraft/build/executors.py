@@ -31,6 +31,7 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
 from loguru import logger
 
+from mixcraft.build.slurm import slurm_executor
 from mixcraft.errors import UserError
 
 EXECUTORS = ("local", "ray", "slurm")
@@ -41,13 +42,15 @@ OPTIONS: dict[str, dict[str, tuple[type, Any, str]]] = {
         "address": (str, None, "Ray cluster address (default: RAY_ADDRESS, else start a local instance)"),
         "cpus_per_task": (int, 1, "CPUs reserved per task"),
         "mem_per_cpu_gb": (float, 2.0, "memory reserved per CPU, GB"),
+        "tasks_per_job": (int, 0, "build tasks one Ray task runs in one process (0: about 4 rounds per worker)"),
     },
     "slurm": {
         "partition": (str, None, "Slurm partition (required)"),
         "time": (str, "24:00:00", "time limit per array task"),
         "cpus_per_task": (int, 1, "CPUs per task (tokenization uses one)"),
         "mem_per_cpu_gb": (int, 4, "memory per CPU, GB (a 512K-row task peaks under 2 GB)"),
-        "qos": (str, "normal", "Slurm QOS"),
+        "qos": (str, None, "Slurm QOS (default: the partition's)"),
+        "tasks_per_job": (int, 1, "build tasks one array job runs in one process (pays start-up once)"),
         "job_name": (str, "mixcraft", "job name prefix"),
         "env_command": (str, None, "shell line that sets up Python on the node (default: put this "
                         "interpreter's bin folder first on PATH)"),
@@ -186,48 +189,42 @@ class LocalExecutor(LocalPipelineExecutor):
             conn.close()
 
 
-def make_executor(options: ExecutorOptions, pipeline: list, *, tasks: int, workers: int, logging_dir: Path,
+def local_cpus() -> int:
+    """CPUs this process may use (its affinity mask, which a cgroup or taskset narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def make_executor(options: ExecutorOptions, pipeline: list, *, tasks: int, workers: int | None, logging_dir: Path,
                   name: str = "mixcraft", depends: Any = None):
-    """A datatrove executor of `options.kind` over `tasks` tasks, at most `workers` at once."""
+    """A datatrove executor of `options.kind` over `tasks` tasks, at most `workers` at once.
+    `workers=None` takes what is there: local CPUs, the Ray cluster's CPUs, no Slurm array limit."""
     kind = options.kind
     opts = options.settings or parse_executor_opts(kind, [])
-    workers = max(1, min(workers, tasks))
     if kind == "local":
-        return LocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
+        n = min(workers or local_cpus(), tasks)
+        return LocalExecutor(pipeline, tasks=tasks, workers=max(1, n), logging_dir=str(logging_dir),
                              skip_completed=True)
     if kind == "ray":
-        return _ray_executor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, opts=opts)
-    return _slurm_executor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, opts=opts,
-                           name=name, depends=depends)
+        return ray_executor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, opts=opts)
+    return slurm_executor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, opts=opts, name=name,
+                          depends=depends)
 
 
-def _ray_executor(pipeline: list, *, tasks: int, workers: int, logging_dir: Path, opts: dict[str, Any]):
+def ray_executor(pipeline: list, *, tasks: int, workers: int | None, logging_dir: Path, opts: dict[str, Any]):
     try:
         import ray
+        from datatrove.executor.ray import RayPipelineExecutor
     except ImportError:
-        raise UserError("--executor ray needs Ray: pip install 'ray[default]==2.60.0' (then re-run)") from None
-    from datatrove.executor.ray import RayPipelineExecutor
-
+        raise UserError("--executor ray needs Ray: pip install 'mixcraft[ray]' (then re-run)") from None
     if not ray.is_initialized():
         # Workers must import this mixcraft, also when it runs from a source checkout.
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         ray.init(address=opts["address"], runtime_env={"env_vars": {"PYTHONPATH": path}},
                  log_to_driver=False, configure_logging=False)
-    return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
-                               skip_completed=True, cpus_per_task=opts["cpus_per_task"],
-                               mem_per_cpu_gb=opts["mem_per_cpu_gb"])
-
-
-def _slurm_executor(pipeline: list, *, tasks: int, workers: int, logging_dir: Path, opts: dict[str, Any],
-                    name: str, depends: Any):
-    from datatrove.executor import SlurmPipelineExecutor
-
-    env_command = opts["env_command"] or f"export PATH={Path(sys.executable).parent}:$PATH"
-    return SlurmPipelineExecutor(
-        pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir), skip_completed=True,
-        time=opts["time"], partition=opts["partition"], cpus_per_task=opts["cpus_per_task"],
-        mem_per_cpu_gb=opts["mem_per_cpu_gb"], qos=opts["qos"], job_name=f"{opts['job_name']}-{name}",
-        env_command=env_command, max_array_size=opts["max_array_size"], depends=depends,
-        slurm_logs_folder=str(logging_dir / "slurm_logs"),
-    )
+    if workers is None:  # every CPU of the cluster, one task per `cpus_per_task`
+        workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // opts["cpus_per_task"])
+    per_job = opts["tasks_per_job"] or max(1, tasks // (4 * workers))
+    return RayPipelineExecutor(pipeline, tasks=tasks, workers=max(1, min(workers, tasks)),
+                               logging_dir=str(logging_dir), skip_completed=True, cpus_per_task=opts["cpus_per_task"],
+                               mem_per_cpu_gb=opts["mem_per_cpu_gb"], tasks_per_job=per_job)

@@ -34,6 +34,7 @@ from mixcraft.build.load import check_inputs, write_resolved
 from mixcraft.build.plan import plan_tasks
 from mixcraft.build.prepare import prepare_sources
 from mixcraft.build.progress import run_with_progress
+from mixcraft.build.slurm import record_jobs, refuse_if_queued
 from mixcraft.build.task import TaskStep
 from mixcraft.core.manifest import Curriculum, CurriculumStage, Manifest, RecipeRef, write_curriculum
 from mixcraft.core.outdir import WORK_DIR, OutLayout, lock_folder, write_atomic
@@ -46,7 +47,7 @@ from mixcraft.errors import UserError
 class BuildOptions:
     """How to run a build; none of it changes the output."""
 
-    workers: int = 1
+    workers: int | None = None  # tasks at once; None: every local CPU, the Ray cluster's CPUs, no Slurm limit
     limit: int | None = None  # documents per source (a trial build); part of the build's identity
     strict: bool = False
     executor: ExecutorOptions = ExecutorOptions()
@@ -147,18 +148,18 @@ def submit_slurm(recipe: Recipe, out: Path, opts: BuildOptions) -> SlurmJobs:
     """Submit the build as a Slurm job array, and `finalize` as a job that starts when every
     array task has succeeded. Re-running submits only unfinished tasks."""
     check_inputs(recipe)
+    layout = OutLayout(out)
     with locked_out(recipe, out, limit=opts.limit):
+        refuse_if_queued(layout.slurm_jobs)
         prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict)  # on this node, before the array
         ex = task_executor(recipe, out, opts)
         fin = make_executor(opts.executor, [FinalizeStep(recipe, out)], tasks=1, workers=1,
-                            logging_dir=OutLayout(out).finalize_logs, name=f"{recipe.name}-finalize", depends=ex)
+                            logging_dir=layout.finalize_logs, name=f"{recipe.name}-finalize", depends=ex)
         fin.run()  # launches `ex` first, then itself with --dependency=afterok:<ex's job id>
-        return SlurmJobs(tasks=ex.job_id, finalize=fin.job_id, script=OutLayout(out).logs / "launch_script.slurm")
+        record_jobs(layout.slurm_jobs, [ex.job_id, fin.job_id])
+        return SlurmJobs(tasks=ex.job_id, finalize=fin.job_id, script=layout.logs / "launch_script.slurm")
 
 
 def prewarm(recipe: Recipe) -> None:
-    """Import streaming (torch, transformers: ~9 s) and load the tokenizer (~1 s) once here, so
-    forked local workers inherit both instead of paying for them again."""
-    import streaming  # noqa: F401
-
+    """Load the tokenizer (~0.7 s) once here, so forked local workers inherit it."""
     load_tokenizer(recipe.tokenizer)

@@ -14,6 +14,7 @@ it consistent when a build is killed at any point (atomic writes, the folder loc
         dedup/<source>/<task>.json        dedup verdicts
         dropped/<source>/<task>.jsonl     dropped samples (output.write_dropped)
         datatrove/                        executor logs and completion markers
+        slurm_jobs.json                   job ids of the last Slurm submission
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ class OutLayout:
     @property
     def finalize_logs(self) -> Path:
         return self.work / "datatrove-finalize"
+
+    @property
+    def slurm_jobs(self) -> Path:
+        return self.work / "slurm_jobs.json"
 
     @property
     def progress_dir(self) -> Path:

@@ -124,7 +124,7 @@ def _scan_rows(subset: Path, where: str, vocab: int, seq_len: int, domains: set[
             counts["rows"] += 1
             counts["tokens"] += len(ids)
             counts[f"domain:{r['domain']}"] += len(ids)
-    except Exception as exc:  # streaming raises many types for a damaged shard
+    except Exception as exc:  # a damaged shard fails in zstd, numpy or UTF-8 decoding
         faults.append(f"{where}: cannot be read ({type(exc).__name__}: {exc})")
     return faults, counts
 
