@@ -17,7 +17,9 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from mixcraft import schema
 from mixcraft.errors import UserError
+from mixcraft.eval.config import EvalConfig
 
 
 @dataclass
@@ -101,6 +103,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig | None = None  # evaluation during training (mixcraft/eval); null: none
     source: str = ""  # the YAML file, for error messages
 
     def fail(self, where: str, msg: str) -> UserError:
@@ -147,6 +150,9 @@ def _build(cls: type, raw: Any, file: str, where: str) -> Any:
                 raise UserError(f"{file}: {_join(where, f.name)}: required key is missing")
             continue
         hint = hints[f.name]
+        if hint == EvalConfig | None and raw[f.name] is not None:  # on the shared loader already
+            values[f.name] = schema.parse(EvalConfig, raw[f.name], schema.Where(file, _join(where, f.name)))
+            continue
         if dataclasses.is_dataclass(hint):
             values[f.name] = _build(hint, raw[f.name], file, _join(where, f.name))
             continue

@@ -30,6 +30,7 @@ from mixcraft.train.data import (
     make_loader,
     read_manifest,
 )
+from mixcraft.train.evaluate import TrainerEval
 from mixcraft.train.hf import export_hf, resolve_model_args
 from mixcraft.train.metrics import MetricsLog, peak_flops, train_flops
 from mixcraft.train.model import Llama
@@ -66,6 +67,7 @@ def train(cfg: TrainConfig) -> None:
         metrics = MetricsLog(Path(cfg.out_dir), start_step=start, total_steps=cfg.train.steps, every=cfg.log.every,
                              world=env.world, peak=peak_flops(cfg.log.peak_tflops, env.device), device=env.device,
                              enabled=env.is_main, tensorboard=cfg.log.tensorboard)
+        evaluator = TrainerEval(cfg, env, run.model) if cfg.eval is not None else None
         batches = batches_forever(run.loader)
         # -- loop
         for step in range(start, cfg.train.steps):
@@ -86,6 +88,8 @@ def train(cfg: TrainConfig) -> None:
                                        rank=env.rank, device=env.device, keep=cfg.checkpoint.keep)
                 if env.is_main:
                     print(f"saved checkpoint {path}", flush=True)
+            if evaluator is not None and evaluator.due(step + 1):
+                evaluator.run(step + 1, metrics)
         if cfg.checkpoint.export_hf:
             export(cfg, run.model, env, Path(cfg.out_dir) / "hf")
     finally:

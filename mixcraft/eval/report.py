@@ -1,0 +1,144 @@
+"""`mixcraft eval --report DIR`: PNG plots and one self-contained HTML page, in the style of
+`mixcraft stats --report` (its plotting helpers and page style are reused).
+
+    DIR/position_loss.png  mean loss by position in the document, one curve per source
+    DIR/tasks.png          accuracy per context length x needle depth, one heatmap per task
+    DIR/report.html        the tables and both plots embedded as base64
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from mixcraft.report.html import _STYLE
+from mixcraft.report.plots import _grid, _pyplot, _save, _tokens_label
+
+PLOTS = ("position_loss.png", "tasks.png")
+
+
+def plot_position_loss(result: dict[str, Any], path: Path) -> None:
+    plt = _pyplot()
+    pos = result["position_loss"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    edges = pos["edges"]
+    for k, (name, src) in enumerate(pos["sources"].items()):
+        xs = [(a + b) / 2 for a, b, v in zip(edges, edges[1:], src["loss"], strict=False) if v is not None]
+        ys = [v for v in src["loss"] if v is not None]
+        ax.plot(xs, ys, marker="o", color=f"C{k % 10}", label=name)
+    if pos["sources"]:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([(a + b) / 2 for a, b in zip(edges, edges[1:], strict=False)], pos["labels"], fontsize=8)
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, pos.get("note", "no data"), transform=ax.transAxes, ha="center", color="0.4")
+    ax.set_xlabel("position of the predicted token in its document (tokens)", fontsize=9)
+    ax.set_ylabel("mean loss (nats / token)", fontsize=9)
+    ax.grid(alpha=0.3)
+    _save(plt, fig, path, f"loss by position ({result['validation'].get('split') or 'no data'})")
+
+
+def plot_tasks(result: dict[str, Any], path: Path) -> None:
+    """One heatmap per synthetic task: rows are context lengths, columns needle depths."""
+    plt = _pyplot()
+    tasks = {n: t for n, t in result["tasks"].items() if t["kind"] == "synthetic"}
+    fig, axes = _grid(plt, max(len(tasks), 1), 4.2, 3.0)
+    for ax, (name, task) in zip(axes, tasks.items(), strict=False):
+        lengths = sorted({c["length"] for c in task["cells"]})
+        depths = sorted({c["depth"] for c in task["cells"]}, key=lambda d: -1 if d is None else d)
+        grid = [[next(c["accuracy"] for c in task["cells"] if c["length"] == n and c["depth"] == d)
+                 for d in depths] for n in lengths]
+        image = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", origin="lower")
+        for i, row in enumerate(grid):
+            for j, acc in enumerate(row):
+                ax.text(j, i, f"{acc:.0%}", ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(depths)), ["all" if d is None else f"{d:.0%}" for d in depths], fontsize=7)
+        ax.set_yticks(range(len(lengths)), [_tokens_label(n) for n in lengths], fontsize=7)
+        ax.set_xlabel("needle depth" if depths != [None] else "(no needle)", fontsize=8)
+        ax.set_ylabel("context length", fontsize=8)
+        ax.set_title(f"{name}: {task['accuracy']:.0%}", fontsize=9)
+    if not tasks:
+        axes[0].text(0.5, 0.5, "no synthetic task run", transform=axes[0].transAxes, ha="center", color="0.4")
+        axes[0].axis("off")
+    else:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="accuracy")
+    fig.suptitle("task accuracy by context length and needle depth (greedy answer, exact)", fontsize=11)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write the PNGs and report.html into `out_dir`; returns the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_position_loss(result, out_dir / "position_loss.png")
+    plot_tasks(result, out_dir / "tasks.png")
+    images = {name: base64.b64encode((out_dir / name).read_bytes()).decode() for name in PLOTS}
+    page = out_dir / "report.html"
+    page.write_text(render_html(result, images), encoding="utf-8")
+    return [out_dir / name for name in PLOTS] + [page]
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    cells = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{cells}</tr>{body}</table>"
+
+
+def _fmt(v: float | None, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1%}" if pct else f"{v:.3f}"
+
+
+def render_html(result: dict[str, Any], images: dict[str, str]) -> str:
+    meta, val = result["meta"], result["validation"]
+    val_rows = [[escape(n), _fmt(s["loss"]), f"{s['tokens']:,}", str(s["rows"])] for n, s in val["sources"].items()]
+    lengths = [str(n) for n in meta["lengths"]]
+    task_rows = []
+    for name, t in result["tasks"].items():
+        if t["kind"] == "synthetic":
+            task_rows.append([escape(name), _fmt(t["accuracy"], True)] + [_fmt(t["by_length"].get(n), True)
+                                                                          for n in lengths])
+        else:
+            task_rows.append([escape(name), f"EM {_fmt(t['exact_match'], True)}, substring "
+                                            f"{_fmt(t['substring_match'], True)} (n={t['n']})"] + [""] * len(lengths))
+    plots = "".join(f'<h3>{escape(n)}</h3><img alt="{escape(n)}" src="data:image/png;base64,{d}">'
+                    for n, d in images.items())
+    title = f"mixcraft eval: {escape(meta['checkpoint'])}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{_STYLE}</style></head>
+<body>
+<h1>{title}</h1>
+<p>Data <code>{escape(str(meta['data']))}</code>, tokenizer <code>{escape(str(meta['tokenizer'].get('name')))}</code>,
+haystack: {escape(meta['haystack'])}; seed {meta['seed']}, {meta['samples_per_cell']} samples per cell,
+{meta['forward_passes']} forward passes in {meta['time']['seconds']:.0f} s, started {escape(meta['time']['started'])}.</p>
+<h2>Validation loss per source</h2>
+<p>{escape(val['note'])}</p>
+{_table(['source', 'loss', 'tokens', 'rows'], val_rows)}
+<h2>Tasks</h2>
+{_table(['task', 'accuracy'] + [f'{_tokens_label(int(n))} tokens' for n in lengths], task_rows)}
+<h2>Plots</h2>
+{plots}
+</body></html>
+"""
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """What `mixcraft eval` prints: one line per source and per task."""
+    lines = []
+    val = result["validation"]
+    if val["sources"]:
+        lines.append(f"validation ({val['split']}): " + ", ".join(
+            f"{n} {_fmt(s['loss'])}" for n, s in val["sources"].items()))
+    else:
+        lines.append(f"validation: {val['note']}")
+    for name, t in result["tasks"].items():
+        if t["kind"] == "synthetic":
+            per = ", ".join(f"{_tokens_label(int(n))} {a:.0%}" for n, a in t["by_length"].items())
+            lines.append(f"{name}: {t['accuracy']:.0%} ({per})")
+        else:
+            lines.append(f"{name}: exact match {t['exact_match']:.0%}, substring {t['substring_match']:.0%} "
+                         f"(n={t['n']})")
+    return lines
