@@ -31,7 +31,7 @@ class EvalConfig:
     lengths: tuple[Annotated[int, Positive], ...] | None = None
     depths: tuple[Annotated[float, Range(ge=0, le=1)], ...] = DEFAULT_DEPTHS
     samples: Annotated[int, Positive] = 2  # per (task, length, depth) cell
-    validation_rows: Annotated[int, NonNegative] = 4  # rows per stream; 0: every validation row
+    validation_rows: Annotated[int, NonNegative] = 2  # rows per stream; 0: every validation row
     position_bucket: Annotated[int, Positive] = 1024  # width of the first loss-by-position bucket
     # Tokens per forward pass: shorter samples are packed up to it. null: the longest length.
     tokens_per_forward: Annotated[int, Positive] | None = None

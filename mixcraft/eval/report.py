@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mixcraft.report.html import _STYLE
-from mixcraft.report.plots import _grid, _pyplot, _save, _tokens_label
+from mixcraft.report.plots import _pyplot, _save, _tokens_label
 
 PLOTS = ("position_loss.png", "tasks.png")
 
@@ -37,14 +37,20 @@ def plot_position_loss(result: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("position of the predicted token in its document (tokens)", fontsize=9)
     ax.set_ylabel("mean loss (nats / token)", fontsize=9)
     ax.grid(alpha=0.3)
-    _save(plt, fig, path, f"loss by position ({result['validation'].get('split') or 'no data'})")
+    _save(plt, fig, path, f"{result['meta']['checkpoint']}: loss by position ({result['validation'].get('split') or 'no data'})")
 
 
 def plot_tasks(result: dict[str, Any], path: Path) -> None:
     """One heatmap per synthetic task: rows are context lengths, columns needle depths."""
     plt = _pyplot()
     tasks = {n: t for n, t in result["tasks"].items() if t["kind"] == "synthetic"}
-    fig, axes = _grid(plt, max(len(tasks), 1), 4.2, 3.0)
+    n_lengths = len(result["meta"]["lengths"])
+    ncols = min(3, max(len(tasks), 1))
+    nrows = -(-max(len(tasks), 1) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, (1.3 + 0.45 * n_lengths) * nrows + 0.8),
+                             squeeze=False, layout="constrained")
+    axes = list(axes.flat)
+    image = None
     for ax, (name, task) in zip(axes, tasks.items(), strict=False):
         lengths = sorted({c["length"] for c in task["cells"]})
         depths = sorted({c["depth"] for c in task["cells"]}, key=lambda d: -1 if d is None else d)
@@ -53,18 +59,20 @@ def plot_tasks(result: dict[str, Any], path: Path) -> None:
         image = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", origin="lower")
         for i, row in enumerate(grid):
             for j, acc in enumerate(row):
-                ax.text(j, i, f"{acc:.0%}", ha="center", va="center", fontsize=7)
-        ax.set_xticks(range(len(depths)), ["all" if d is None else f"{d:.0%}" for d in depths], fontsize=7)
+                ax.text(j, i, f"{acc:.0%}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(depths)), ["-" if d is None else f"{d:.0%}" for d in depths], fontsize=7)
         ax.set_yticks(range(len(lengths)), [_tokens_label(n) for n in lengths], fontsize=7)
         ax.set_xlabel("needle depth" if depths != [None] else "(no needle)", fontsize=8)
         ax.set_ylabel("context length", fontsize=8)
-        ax.set_title(f"{name}: {task['accuracy']:.0%}", fontsize=9)
-    if not tasks:
+        ax.set_title(f"{name}: {task['accuracy']:.0%} of {task['n']}", fontsize=9)
+    for ax in axes[len(tasks):]:
+        ax.axis("off")
+    if image is None:
         axes[0].text(0.5, 0.5, "no synthetic task run", transform=axes[0].transAxes, ha="center", color="0.4")
-        axes[0].axis("off")
     else:
-        fig.colorbar(image, ax=axes, shrink=0.8, label="accuracy")
-    fig.suptitle("task accuracy by context length and needle depth (greedy answer, exact)", fontsize=11)
+        fig.colorbar(image, ax=axes, shrink=0.9, label="accuracy")
+    fig.suptitle(f"{result['meta']['checkpoint']}: accuracy by "
+                 "context length and needle depth (greedy answer, exact)", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

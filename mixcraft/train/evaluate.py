@@ -116,13 +116,20 @@ class KVGenerator:
 
 
 def greedy_without_cache(model: Llama, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
-    """The reference for `KVGenerator`: every step re-encodes the whole sequence (tests only)."""
+    """The reference for `KVGenerator` and the cost it avoids: every step re-encodes the whole
+    sequence (the head only at the last position, as a cached decoder would)."""
     ids = list(prompt_ids)
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            x = torch.tensor(ids)
-            logits = model(x, torch.arange(len(ids)), torch.tensor([0, len(ids)], dtype=torch.int32), len(ids))
-            ids.append(int(logits[-1].argmax()))
+    device = next(model.parameters()).device
+    handle = model.lm_head.register_forward_pre_hook(lambda module, args: (args[0][-1:],))
+    try:
+        with torch.no_grad():
+            for _ in range(max_new_tokens):
+                n = len(ids)
+                logits = model(torch.tensor(ids, device=device), torch.arange(n, device=device),
+                               torch.tensor([0, n], dtype=torch.int32, device=device), n)
+                ids.append(int(logits[-1].argmax()))
+    finally:
+        handle.remove()
     return ids[len(prompt_ids):]
 
 

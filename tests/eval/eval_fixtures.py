@@ -20,6 +20,8 @@ from mixcraft.eval.scoring import pack_documents, sample_arrays
 from mixcraft.eval.tasks import Kit, passkey
 from mixcraft.train.model import Llama, ModelArgs
 
+ASSET = Path(__file__).parent / "assets" / "retriever"  # written by `python tests/eval/eval_fixtures.py`
+RETRIEVER_STEPS, RETRIEVER_LENGTHS = 2000, (96, 257)
 COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
 # The task templates are in the tokenizer's training text, so their words are single tokens and a
 # prompt takes ~60 tokens: short contexts (128-256) still hold a real haystack.
@@ -106,8 +108,8 @@ def tiny_llama(vocab_size: int, *, dim: int = 64, seed: int = 0, max_seq_len: in
     return model.eval()
 
 
-def train_retriever(tok: Tok, *, steps: int, seed: int = 0, batch: int = 8, lr: float = 3e-3,
-                    lengths: tuple[int, int] = (96, 192)) -> Llama:
+def train_retriever(tok: Tok, *, steps: int = RETRIEVER_STEPS, seed: int = 0, batch: int = 8, lr: float = 3e-3,
+                    lengths: tuple[int, int] = RETRIEVER_LENGTHS) -> Llama:
     """A tiny Llama trained on a synthetic key-value retrieval corpus: passkey documents (prose
     haystack, a needle at a uniform depth, the question and answer), next-token loss on every
     token. Cosine schedule with 10% warmup, one CPU thread (2 shared cores thrash with 2)."""
@@ -137,3 +139,24 @@ def train_retriever(tok: Tok, *, steps: int, seed: int = 0, batch: int = 8, lr: 
     finally:
         torch.set_num_threads(threads)
     return model.eval()
+
+
+def write_asset(out: Path = ASSET, model: Llama | None = None, tok_path: Path | None = None) -> Path:
+    """Train the retriever (about 5 minutes on 2 shared cores) and export it with its tokenizer
+    as an HF Llama directory, the committed fixture of tests/eval/test_retrieval.py."""
+    import shutil
+
+    from mixcraft.train.hf import export_hf
+
+    out.mkdir(parents=True, exist_ok=True)
+    if model is None:
+        tok = train_tokenizer(out / "tokenizer.json")
+        model = train_retriever(tok)
+    elif tok_path is not None:
+        shutil.copy(tok_path, out / "tokenizer.json")
+    export_hf(model.state_dict(), model.args, out, dtype=torch.bfloat16)
+    return out
+
+
+if __name__ == "__main__":
+    print(write_asset())
