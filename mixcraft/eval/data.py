@@ -1,21 +1,21 @@
 """What evaluation reads from a build: its manifest, its validation (or last) rows, its text.
 
-`read_eval_manifest` is the one place that parses OUT/manifest.json for evaluation, so it can
-be pointed at the typed manifest later. A stream entry may carry
-`"validation": {"path": "<source>/<bucket>/val", "rows": N, "tokens": N, "docs": N}`, an MDS
-subset with the training columns whose documents were held out of training. When no stream
-has one, the last rows of each stream stand in, and the results say so.
+`read_eval_manifest` reads the typed manifest (`core/manifest.py`) and keeps what evaluation
+needs. A stream may carry `validation` (`OUT/<source>/<bucket>/val`), an MDS subset with the
+training columns whose documents were held out of training. When no stream has one, the last
+rows of each stream stand in, and the results say so.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mixcraft.core.manifest import read_manifest
 from mixcraft.errors import UserError
 from mixcraft.mds import SubsetReader
 
@@ -44,25 +44,12 @@ class EvalManifest:
 
 
 def read_eval_manifest(out: Path) -> EvalManifest:
-    """Parse OUT/manifest.json into what evaluation needs; a missing or foreign file is a UserError."""
-    out = Path(out)
-    path = out / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"--data {out}: no manifest.json here; give a `mixcraft build` output folder "
-                        f"(e.g. out/demo after `make demo`)")
-    try:
-        raw = json.loads(path.read_text())
-        streams = tuple(_stream(s) for s in raw["streams"])
-        return EvalManifest(out, int(raw["seq_len"]), dict(raw.get("tokenizer") or {}), streams)
-    except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path}: not a mixcraft manifest ({type(err).__name__}: {err}); "
-                        "rebuild it with `mixcraft build`") from None
-
-
-def _stream(s: dict[str, Any]) -> EvalStream:
-    val = s.get("validation") or {}
-    return EvalStream(source=str(s["source"]), path=str(s["path"]), rows=int(s["rows"]),
-                      val_path=val.get("path"), val_rows=int(val.get("rows", 0)))
+    """The parts of OUT/manifest.json evaluation uses; a missing, foreign or edited one is a UserError."""
+    m = read_manifest(Path(out))
+    streams = tuple(EvalStream(source=s.source, path=s.path, rows=s.rows,
+                               val_path=s.validation.path if s.validation else None,
+                               val_rows=s.validation.rows if s.validation else 0) for s in m.streams)
+    return EvalManifest(Path(out), m.seq_len, dataclasses.asdict(m.tokenizer), streams)
 
 
 @dataclass(frozen=True)

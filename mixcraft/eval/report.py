@@ -1,5 +1,6 @@
 """`mixcraft eval --report DIR`: PNG plots and one self-contained HTML page, in the style of
-`mixcraft stats --report` (its plotting helpers and page style are reused).
+`mixcraft stats --report` (its plotting helpers, formatters and page style are reused; the page
+is rendered from templates/eval.html.j2 with autoescaping).
 
     DIR/position_loss.png  mean loss by position in the document, one curve per source
     DIR/tasks.png          accuracy per context length x needle depth, one heatmap per task
@@ -9,14 +10,18 @@
 from __future__ import annotations
 
 import base64
-from html import escape
 from pathlib import Path
 from typing import Any
 
-from mixcraft.report.html import _STYLE
-from mixcraft.report.plots import _pyplot, _save, _tokens_label
+import jinja2
 
-PLOTS = ("position_loss.png", "tasks.png")
+from mixcraft.core import fmt
+from mixcraft.report.html import Plot
+from mixcraft.report.plots import _pyplot, _save
+
+PLOTS = {"position_loss.png": "Loss by position in the document", "tasks.png": "Accuracy by length and depth"}
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("mixcraft.eval", "templates"),
+                          autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
 
 
 def plot_position_loss(result: dict[str, Any], path: Path) -> None:
@@ -61,7 +66,7 @@ def plot_tasks(result: dict[str, Any], path: Path) -> None:
             for j, acc in enumerate(row):
                 ax.text(j, i, f"{acc:.0%}", ha="center", va="center", fontsize=8)
         ax.set_xticks(range(len(depths)), ["-" if d is None else f"{d:.0%}" for d in depths], fontsize=7)
-        ax.set_yticks(range(len(lengths)), [_tokens_label(n) for n in lengths], fontsize=7)
+        ax.set_yticks(range(len(lengths)), [fmt.tokens_label(n) for n in lengths], fontsize=7)
         ax.set_xlabel("needle depth" if depths != [None] else "(no needle)", fontsize=8)
         ax.set_ylabel("context length", fontsize=8)
         ax.set_title(f"{name}: {task['accuracy']:.0%} of {task['n']}", fontsize=9)
@@ -82,55 +87,15 @@ def write_report(result: dict[str, Any], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_position_loss(result, out_dir / "position_loss.png")
     plot_tasks(result, out_dir / "tasks.png")
-    images = {name: base64.b64encode((out_dir / name).read_bytes()).decode() for name in PLOTS}
+    plots = [Plot(title, base64.b64encode((out_dir / name).read_bytes()).decode()) for name, title in PLOTS.items()]
     page = out_dir / "report.html"
-    page.write_text(render_html(result, images), encoding="utf-8")
+    page.write_text(_ENV.get_template("eval.html.j2").render(
+        title=f"mixcraft eval: {result['meta']['checkpoint']}", r=result, fmt=fmt, plots=plots), encoding="utf-8")
     return [out_dir / name for name in PLOTS] + [page]
 
 
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    cells = "".join(f"<th>{escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{cells}</tr>{body}</table>"
-
-
-def _fmt(v: float | None, pct: bool = False) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.1%}" if pct else f"{v:.3f}"
-
-
-def render_html(result: dict[str, Any], images: dict[str, str]) -> str:
-    meta, val = result["meta"], result["validation"]
-    val_rows = [[escape(n), _fmt(s["loss"]), f"{s['tokens']:,}", str(s["rows"])] for n, s in val["sources"].items()]
-    lengths = [str(n) for n in meta["lengths"]]
-    task_rows = []
-    for name, t in result["tasks"].items():
-        if t["kind"] == "synthetic":
-            task_rows.append([escape(name), _fmt(t["accuracy"], True)] + [_fmt(t["by_length"].get(n), True)
-                                                                          for n in lengths])
-        else:
-            task_rows.append([escape(name), f"EM {_fmt(t['exact_match'], True)}, substring "
-                                            f"{_fmt(t['substring_match'], True)} (n={t['n']})"] + [""] * len(lengths))
-    plots = "".join(f'<h3>{escape(n)}</h3><img alt="{escape(n)}" src="data:image/png;base64,{d}">'
-                    for n, d in images.items())
-    title = f"mixcraft eval: {escape(meta['checkpoint'])}"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{_STYLE}</style></head>
-<body>
-<h1>{title}</h1>
-<p>Data <code>{escape(str(meta['data']))}</code>, tokenizer <code>{escape(str(meta['tokenizer'].get('name')))}</code>,
-haystack: {escape(meta['haystack'])}; seed {meta['seed']}, {meta['samples_per_cell']} samples per cell,
-{meta['forward_passes']} forward passes in {meta['time']['seconds']:.0f} s, started {escape(meta['time']['started'])}.</p>
-<h2>Validation loss per source</h2>
-<p>{escape(val['note'])}</p>
-{_table(['source', 'loss', 'tokens', 'rows'], val_rows)}
-<h2>Tasks</h2>
-{_table(['task', 'accuracy'] + [f'{_tokens_label(int(n))} tokens' for n in lengths], task_rows)}
-<h2>Plots</h2>
-{plots}
-</body></html>
-"""
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
@@ -144,7 +109,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"validation: {val['note']}")
     for name, t in result["tasks"].items():
         if t["kind"] == "synthetic":
-            per = ", ".join(f"{_tokens_label(int(n))} {a:.0%}" for n, a in t["by_length"].items())
+            per = ", ".join(f"{fmt.tokens_label(int(n))} {a:.0%}" for n, a in t["by_length"].items())
             lines.append(f"{name}: {t['accuracy']:.0%} ({per})")
         else:
             lines.append(f"{name}: exact match {t['exact_match']:.0%}, substring {t['substring_match']:.0%} "

@@ -7,13 +7,21 @@ sentences with almost no digits, so a needle's number is the only number in its 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mixcraft.core.manifest import (
+    MANIFEST_VERSION,
+    Manifest,
+    RecipeRef,
+    Stream,
+    SubsetPart,
+    TokenizerInfo,
+    write_manifest,
+)
 from mixcraft.core.tokenize import Tok, load_tokenizer
 from mixcraft.eval.haystack import Haystack
 from mixcraft.eval.scoring import pack_documents, sample_arrays
@@ -76,7 +84,8 @@ def pack_greedy(docs: list[np.ndarray], seq_len: int) -> list[tuple[np.ndarray, 
 
 
 def write_build(out: Path, tok: Tok, *, seq_len: int = 256, rows: int = 6, validation: bool = False) -> Path:
-    """OUT/manifest.json naming `tok` and two sources of prose rows (and `val` subsets if asked)."""
+    """OUT/manifest.json (the typed manifest) naming `tok`, and two sources of prose rows, with
+    `val` subsets of other documents if asked."""
     from streaming import MDSWriter
 
     texts = prose()
@@ -85,18 +94,23 @@ def write_build(out: Path, tok: Tok, *, seq_len: int = 256, rows: int = 6, valid
         docs = [tok.encode(t).astype(np.int64) for t in texts[k::2][:80]]
         packed = pack_greedy(docs, seq_len)
         train, held = packed[:rows], packed[rows:2 * rows]
-        entry = {"source": source, "bucket": str(seq_len), "path": f"{source}/{seq_len}", "proportion": 0.5,
-                 "rows": len(train), "tokens": len(train) * seq_len}
-        for subset, part in [(entry["path"], train)] + ([(f"{entry['path']}/val", held)] if validation else []):
+        path = f"{source}/{seq_len}"
+        for subset, part in [(path, train)] + ([(f"{path}/val", held)] if validation else []):
             with MDSWriter(out=str(out / subset), columns=COLUMNS, compression="zstd") as writer:
                 for ids, spans in part:
                     writer.write({"input_ids": ids, "indices": spans, "domain": source, "length": seq_len})
-        if validation:
-            entry["validation"] = {"path": f"{entry['path']}/val", "rows": len(held), "tokens": len(held) * seq_len,
-                                   "docs": 0}
-        streams.append(entry)
-    manifest = {"seq_len": seq_len, "tokenizer": tok.describe() | {"name": str(tok.json_path)}, "streams": streams}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        val = SubsetPart(path=f"{path}/val", rows=len(held), tokens=len(held) * seq_len, docs=0) if validation \
+            else None
+        streams.append(Stream(source=source, bucket=str(seq_len), path=path, proportion=0.5, target_proportion=0.5,
+                              target_tokens=None, domain=source, mask=False, packing="prolong", rows=len(train),
+                              tokens=len(train) * seq_len, pieces=sum(len(sp) for _, sp in train), docs=0, split=0,
+                              tail_tokens=0, padding=0, validation=val))
+    info = tok.describe()
+    manifest = Manifest(manifest_version=MANIFEST_VERSION, mixcraft_version="test", seed=0, seq_len=seq_len,
+                        recipe=RecipeRef(name="eval-fixture", path="-", sha256="0" * 64), total_tokens=None,
+                        tokenizer=TokenizerInfo(**{**info, "name": str(tok.json_path)}), streams=streams,
+                        prolong_streams=[], ledger={}, sources={}, shards={})
+    write_manifest(out, manifest)
     return out
 
 
