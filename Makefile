@@ -41,13 +41,15 @@ bench: demo-data
 	$(PY) benchmarks/build_throughput.py
 	$(PY) benchmarks/packing.py
 	$(PY) benchmarks/reader_memory.py --size-gb 2
+	$(PY) benchmarks/synth_throughput.py
 
 # Needs a CUDA GPU (see benchmarks/RESULTS.md): FlashAttention kernels vs masked SDPA, context
 # parallelism on 2 GPUs (skipped with a message on 1), MFU and tok/s vs HF transformers at 64K on
 # the demo build's document lengths; then the GPU tests. `--cpu-smoke` runs the same on CPU.
 bench-gpu: demo
 	$(PY) benchmarks/train_gpu.py $(DEMO_OUT) --json benchmarks/train_gpu.json
-	$(PY) -m pytest -q -m gpu tests/train
+	$(PY) benchmarks/eval_suite.py --data $(DEMO_OUT)
+	$(PY) -m pytest -q -m gpu tests/train tests/eval
 
 lint: install
 	$(VENV)/bin/ruff check mixcraft tests benchmarks

@@ -176,6 +176,56 @@ def train(
     run_train(config, overrides or [])
 
 
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[Path, typer.Argument(help="An HF Llama directory, a training run's out_dir (its hf/ "
+                                                    "export), or a DCP checkpoints/step_* folder (with --config).")],
+    data: Annotated[Path | None, typer.Option(help="A build output: validation loss, loss by position, and its "
+                                                   "text as the haystack (without it: RULER's noise sentences).")]
+    = None,
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated: passkey, niah_single, niah_multikey, "
+                                                   "niah_multivalue, variable_tracking, common_words, or FILE.jsonl "
+                                                   "(context, question, answers). Default: every synthetic task.")]
+    = None,
+    lengths: Annotated[str | None, typer.Option(help="Context lengths, e.g. 8K,16K,32K,64K (default: those within "
+                                                     "the model's context).")] = None,
+    depths: Annotated[str | None, typer.Option(help="Needle depths in [0, 1], e.g. 0,0.5,1.")] = None,
+    samples: Annotated[int | None, typer.Option(help="Samples per (task, length, depth) cell (default 2).")] = None,
+    validation_rows: Annotated[int | None, typer.Option(help="Rows per stream for validation loss (default 2; "
+                                                             "0: all).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the task samples.")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results (validation, position_loss, "
+                                                                 "tasks, meta) to this file.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write PNG plots and report.html into this folder.")] = None,
+    config: Annotated[Path | None, typer.Option(help="The train YAML of a DCP checkpoint (its model shape).")]
+    = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer (default: the build's, else the checkpoint's).")]
+    = None,
+    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+) -> None:
+    """Validation loss per source, loss by position, and offline long-context tasks by length and depth.
+
+    Example: mixcraft eval out/train/demo-tiny/hf --data out/demo --json r.json --report out/eval-report
+    """
+    # Here, not at the top: like `run_train`, so that importing the CLI does not import torch.
+    from mixcraft.eval.cli_options import eval_config, progress_printer
+    from mixcraft.eval.report import summary_lines, write_report
+    from mixcraft.train.evaluate import eval_command, write_json
+
+    cfg = eval_config(tasks=tasks, lengths=lengths, depths=depths, samples=samples, validation_rows=validation_rows,
+                      seed=seed)
+    result = eval_command(checkpoint, cfg=cfg, data=data, config=config, tokenizer=tokenizer, device=device,
+                          progress=progress_printer(err_console))
+    for line in summary_lines(result):
+        out_console.print(line, highlight=False, markup=False)
+    if json_out is not None:
+        write_json(result, json_out)
+        out_console.print(f"wrote {json_out}")
+    if report is not None:
+        write_report(result, report)
+        out_console.print(f"wrote {report}/report.html")
+
+
 app.add_typer(synth_app, name="synth", help="Synthetic long data: Self-Lengthen and long-document QA.")
 
 
