@@ -71,7 +71,7 @@ def merge_subset(subset_dir: Path) -> int:
     names prefixed with the part's folder), written here directly: merge_index stages it in a
     temporary folder and logs through the root logger, and refuses to overwrite the index a
     build killed during the merge left (a re-run must rewrite it)."""
-    parts = sorted(p for p in subset_dir.iterdir() if (p / "index.json").is_file())
+    parts = sorted(p for p in subset_dir.iterdir() if p.name.isdigit() and (p / "index.json").is_file())
     if not parts:
         return 0
     shards = []

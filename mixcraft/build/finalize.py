@@ -21,11 +21,12 @@ from mixcraft.core.manifest import (
     RecipeRef,
     SourceSummary,
     Stream,
+    SubsetPart,
     TokenizerInfo,
     write_manifest,
 )
 from mixcraft.core.mixture import source_budget
-from mixcraft.core.outdir import OutLayout
+from mixcraft.core.outdir import VAL_DIR, OutLayout
 from mixcraft.core.pack import subset_has_mask
 from mixcraft.core.recipe import Recipe, Source
 from mixcraft.core.tokenize import load_tokenizer
@@ -49,9 +50,11 @@ def finalize(recipe: Recipe, out: Path) -> Manifest:
         ledgers[source.name] = parse(LedgerSummary, merge_ledgers([r.ledger for r in results]), Where("ledger"))
         sources[source.name] = summarize_source(recipe, source, results)
         for stream in source_streams(recipe, source, results):
-            merge_subset(layout.subset(stream.path))
-            shards[stream.path] = shard_files(layout.subset(stream.path))
-            indexes[stream.path] = index_sha256(layout.subset(stream.path))
+            subsets = [stream.path] + ([stream.validation.path] if stream.validation else [])
+            for rel in subsets:
+                merge_subset(layout.subset(rel))
+                shards[rel] = shard_files(layout.subset(rel))
+                indexes[rel] = index_sha256(layout.subset(rel))
             streams.append(stream)
     manifest = Manifest(
         manifest_version=MANIFEST_VERSION, mixcraft_version=__version__,
@@ -78,13 +81,16 @@ def source_streams(recipe: Recipe, source: Source, results: list[TaskResult]) ->
         else:  # buckets of one source share its proportion by the tokens each received
             proportion = source.proportion * (totals["tokens"] / src_tokens if src_tokens else 1 / len(source.buckets))
         stats = merge_bucket_stats(parts)
+        held = [r.validation[b.name] for r in results if b.name in r.validation]
+        validation = SubsetPart(path=f"{source.name}/{b.name}/{VAL_DIR}", **{k: sum(h[k] for h in held)
+                                for k in ("rows", "tokens", "docs")}) if held else None
         streams.append(Stream(
             source=source.name, bucket=b.name, path=f"{source.name}/{b.name}", proportion=proportion,
             target_proportion=b.proportion if b.proportion is not None else source.proportion,
             target_tokens=recipe.total_tokens * proportion if recipe.total_tokens else None,
             domain=source.name, mask=subset_has_mask(source.packing, b.min_tokens, chat), packing=source.packing,
             **totals, doc_lengths=Histogram(**stats["doc_lengths"]), row_pieces=Histogram(**stats["row_pieces"]),
-            row_fill_pct=stats["row_fill_pct"]))
+            row_fill_pct=stats["row_fill_pct"], validation=validation))
     return streams
 
 

@@ -5,6 +5,7 @@ it consistent when a build is killed at any point (atomic writes, the folder loc
       manifest.json  recipe.resolved.yaml  curriculum.json (a curriculum's stages)
       <source>/<bucket>/index.json        merged index of the subset
       <source>/<bucket>/<task:05d>/       one task's MDS part
+      <source>/<bucket>/val/              the held-out validation subset (recipe `validation:`)
       premixed/                           output.premix
       .mixcraft/                          the build's own state (never read by trainers)
         build.json lock                   identity of the build; the flock held while it runs
@@ -32,6 +33,7 @@ MANIFEST = "manifest.json"
 CURRICULUM = "curriculum.json"
 RESOLVED_RECIPE = "recipe.resolved.yaml"
 PREMIX_DIR = "premixed"
+VAL_DIR = "val"  # OUT/<source>/<bucket>/val: the held-out validation subset of a stream
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ class OutLayout:
 
     def task_part(self, source: str, bucket: str, task: int) -> Path:
         return self.root / source / bucket / f"{task:05d}"
+
+    def val_part(self, source: str, bucket: str, task: int) -> Path:
+        return self.root / source / bucket / VAL_DIR / f"{task:05d}"
 
     def task_result(self, source: str, task: int) -> Path:
         return self.work / "tasks" / source / f"{task:05d}.json"

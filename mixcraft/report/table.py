@@ -67,6 +67,11 @@ def render_summary(s: Summary, m: Manifest, console: Console) -> None:
     console.print(ledger_table(m))
     for source, why in s.why.items():
         console.print(f"[bold]{escape(source)}[/]: off target: {escape(why)}", highlight=False)
+    for st in m.streams:
+        if st.validation is not None:
+            v = st.validation
+            console.print(f"validation: {v.path}/ holds {v.rows:,} rows / {v.tokens:,} tokens from {v.docs:,} held-out "
+                          "documents, never trained on", highlight=False)
     pm = s.premixed
     if pm:
         console.print(f"pre-mixed: {pm.path}/ holds {pm.rows:,} rows / {pm.tokens:,} tokens interleaved in exact "
