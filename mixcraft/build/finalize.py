@@ -49,6 +49,7 @@ def finalize(recipe: Recipe, out: Path) -> Manifest:
         results = read_task_results(recipe, source, out)
         ledgers[source.name] = parse(LedgerSummary, merge_ledgers([r.ledger for r in results]), Where("ledger"))
         sources[source.name] = summarize_source(recipe, source, results)
+        check_not_empty(recipe, source, ledgers[source.name], results)
         for stream in source_streams(recipe, source, results):
             subsets = [stream.path] + ([stream.validation.path] if stream.validation else [])
             for rel in subsets:
@@ -106,3 +107,16 @@ def summarize_source(recipe: Recipe, source: Source, results: list[TaskResult]) 
         tokens_repeated=sum(m.get("tokens_repeated", 0) for m in mix),
         tasks=len(results), tasks_budget_reached=sum(bool(r.ledger["budget_reached"]) for r in results),
         seen_lengths=Histogram(**merge_dicts(r.seen_lengths for r in results)))
+
+
+def check_not_empty(recipe: Recipe, source: Source, ledger: LedgerSummary, results: list[TaskResult]) -> None:
+    """A source that packed no row fails the build (StreamingDataset and ProLong's loader refuse
+    an empty stream), naming why its input gave nothing, unless the recipe marks it optional."""
+    if source.optional or any(r.buckets[b.name]["rows"] for r in results for b in source.buckets):
+        return
+    counts = {**ledger.notes, **ledger.docs.dropped}
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    why = "; ".join(f"{n:,} {reason}" + (f" (e.g. {ledger.examples[reason][0]})" if ledger.examples.get(reason)
+                                         else "") for reason, n in top) or "its input held no document"
+    raise UserError(f"{recipe.path}: sources[{source.name}]: 0 rows: {why}; fix its input, or set `optional: true` "
+                    "on the source to build without it")

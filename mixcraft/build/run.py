@@ -18,7 +18,9 @@ stage as a complete output of its own in OUT/<stage>/.
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,9 +109,31 @@ def locked_out(recipe: Recipe, out: Path, *, limit: int | None) -> Iterator[None
         yield
 
 
+@contextmanager
+def disk_full_is_one_line(out: Path) -> Iterator[None]:
+    """No space left on the device: one line with the folder and what is free, not a traceback.
+    Nothing half-written counts as done (parts are rewritten, results written atomically), so
+    the same command resumes once there is room."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        where = Path(exc.filename) if exc.filename else out
+        usage = shutil.disk_usage(out if out.exists() else out.parent)
+        raise UserError(f"{where}: no space left on device ({usage.free / 2**20:,.1f} MiB free of "
+                        f"{usage.total / 2**20:,.1f} MiB); free space, then re-run the same command to resume") \
+            from None
+
+
 def build(recipe: Recipe, out: Path, opts: BuildOptions = BuildOptions()) -> Manifest:
     """Run every task (skipping those a previous run finished), then merge. For Slurm, see
     `submit_slurm`."""
+    with disk_full_is_one_line(out):
+        return _build(recipe, out, opts)
+
+
+def _build(recipe: Recipe, out: Path, opts: BuildOptions) -> Manifest:
     check_inputs(recipe)
     # Before OUT is touched: a missing Ray must not leave a half-made folder behind.
     ex = task_executor(recipe, out, opts)
