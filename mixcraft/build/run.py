@@ -185,5 +185,5 @@ def submit_slurm(recipe: Recipe, out: Path, opts: BuildOptions) -> SlurmJobs:
 
 
 def prewarm(recipe: Recipe) -> None:
-    """Load the tokenizer (~0.7 s) once here, so forked local workers inherit it."""
-    load_tokenizer(recipe.tokenizer)
+    """Load the tokenizer and build its encoder once here, so forked local workers inherit both."""
+    load_tokenizer(recipe.tokenizer).encode("warm up")
