@@ -130,63 +130,71 @@ class LocalExecutor(LocalPipelineExecutor):
             logger.remove()
 
     def _run_forked(self, ranks: list[int]) -> list[PipelineStats]:
-        """Each task in a fresh process forked from this one, at most `workers` at once.
+        """The tasks on `workers` processes forked from this one; each runs task after task.
 
-        "fork": a process starts in milliseconds and inherits the imports and the tokenizer the
-        parent loaded ("forkserver" re-imports torch and friends: ~9 s each). One process per
-        task: a worker's memory is that task's alone, never the high-water mark of the tasks
-        before it, so peak RSS stays flat as a corpus grows. (A Pool with maxtasksperchild=1
-        would do the same, but hung here when replacing a worker.) The first failure stops the
-        build: running tasks are killed, and its exception is raised here."""
+        "fork": a worker starts in milliseconds and inherits the imports and the tokenizer this
+        process loaded, so start-up is paid once per build, not once per task (a task of a few
+        documents costs milliseconds, so a recipe may declare thousands). A worker frees each
+        task's data before the next, so its memory is the largest task's, not their sum. The
+        first failure stops the build: the workers are killed, and its exception is raised here."""
         import multiprocess
         from multiprocess.connection import wait
 
         ctx, parent = multiprocess.get_context("fork"), os.getpid()
-        todo, running, stats, error = list(ranks), {}, [], None
+        todo, stats, error = list(ranks), [], None
+        workers: dict = {}  # result pipe -> (task pipe, process, rank running or None)
         try:
-            while running or (todo and error is None):
-                while todo and error is None and len(running) < self.workers:
-                    rank = todo.pop(0)
-                    recv, send = ctx.Pipe(duplex=False)
-                    proc = ctx.Process(target=self._child, args=(rank, send, parent))
-                    proc.start()
-                    send.close()
-                    running[recv] = (rank, proc)
-                for conn in wait(list(running)):
-                    rank, proc = running.pop(conn)
+            for _ in range(min(self.workers, len(todo))):
+                tasks_recv, tasks_send = ctx.Pipe(duplex=False)
+                results_recv, results_send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=self._worker, args=(tasks_recv, results_send, parent))
+                proc.start()
+                tasks_recv.close()
+                results_send.close()
+                workers[results_recv] = [tasks_send, proc, None]
+            for w in workers.values():
+                w[2] = todo.pop(0) if todo else None
+                w[0].send(w[2])
+            while any(w[2] is not None for w in workers.values()):
+                for conn in wait([c for c, w in workers.items() if w[2] is not None]):
+                    w = workers[conn]
                     try:
                         kind, payload = conn.recv()
                     except EOFError:  # killed, or crashed in C code
                         kind, payload = "error", RuntimeError(
-                            f"build task {rank} died (exit code {proc.exitcode}); its log: "
-                            f"{self.logging_dir.path}/logs/task_{rank:05d}.log")
-                    proc.join()
+                            f"build task {w[2]} died (exit code {w[1].exitcode}); its log: "
+                            f"{self.logging_dir.path}/logs/task_{w[2]:05d}.log")
                     if kind == "ok":
                         stats.append(payload)
                     elif error is None:
                         error = payload
+                    w[2] = todo.pop(0) if todo and error is None else None
+                    if w[1].is_alive():
+                        w[0].send(w[2])
             if error is not None:
                 raise error
             return stats
         finally:
-            for _, proc in running.values():
+            for _, proc, _ in workers.values():
                 proc.kill()
                 proc.join()
 
-    def _child(self, rank: int, conn, parent: int) -> None:
+    def _worker(self, tasks, results, parent: int) -> None:
+        """Run the ranks sent on `tasks` until None comes; each task's console output goes to its
+        log file. Exits without interpreter teardown: the OS frees the memory anyway."""
         die_with_parent(parent)
-        try:
-            # This process is the task's own: its console output goes to the task's log file.
-            path = os.path.join(self.logging_dir.path, "logs", f"console_{rank:05d}.log")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            sink = open(path, "a")  # noqa: SIM115 (open for the rest of this process's life)
-            os.dup2(sink.fileno(), 2)
-            sys.stderr = sink  # datatrove's task logger writes to sys.stderr
-            conn.send(("ok", self._run_for_rank(rank)))
-        except BaseException as exc:  # sent to the parent, which raises it
-            conn.send(("error", exc))
-        finally:
-            conn.close()
+        while (rank := tasks.recv()) is not None:
+            try:
+                path = os.path.join(self.logging_dir.path, "logs", f"console_{rank:05d}.log")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "a") as sink:
+                    os.dup2(sink.fileno(), 2)
+                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (datatrove's task logger writes here)
+                results.send(("ok", self._run_for_rank(rank)))
+            except BaseException as exc:  # sent to the parent, which raises it
+                results.send(("error", exc))
+        results.close()
+        os._exit(0)
 
 
 def local_cpus() -> int:
