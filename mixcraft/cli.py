@@ -81,6 +81,8 @@ def build(
     = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe value: KEY=VALUE, e.g. "
                                                   "total_tokens=1000000 (repeatable).")] = None,
+    progress_every: Annotated[float, typer.Option(min=0.1, help="Off a terminal (a pipe, a cluster log): a dated "
+                                                             "progress line every this many seconds.")] = 30.0,
 ) -> None:
     """Read, filter, tokenize, pack and write a recipe's mixture as MDS shards.
 
@@ -92,7 +94,7 @@ def build(
             render_plan(plan, out_console)
         return
     out = out or Path("out") / r.name
-    opts = BuildOptions(workers=workers, limit=limit, strict=strict,
+    opts = BuildOptions(workers=workers, limit=limit, strict=strict, progress_every_s=progress_every,
                         executor=ExecutorOptions.parse(executor, executor_opt or []))
     if r.stages:  # a curriculum: one complete output per stage, in OUT/<stage>/
         for m in build_curriculum(r, out, opts):

@@ -21,13 +21,13 @@ from __future__ import annotations
 import errno
 import json
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
+from rich.console import Console
 
 from mixcraft import __version__
 from mixcraft.build.executors import ExecutorOptions, make_executor
@@ -35,10 +35,11 @@ from mixcraft.build.finalize import finalize
 from mixcraft.build.load import check_inputs, write_resolved
 from mixcraft.build.plan import plan_tasks
 from mixcraft.build.prepare import prepare_sources
-from mixcraft.build.progress import run_with_progress
+from mixcraft.build.progress import Plan, Reporter, run_with_progress
 from mixcraft.build.slurm import record_jobs, refuse_if_queued
 from mixcraft.build.task import TaskStep
 from mixcraft.core.manifest import Curriculum, CurriculumStage, Manifest, RecipeRef, write_curriculum
+from mixcraft.core.mixture import source_budget
 from mixcraft.core.outdir import WORK_DIR, OutLayout, lock_folder, write_atomic
 from mixcraft.core.recipe import Recipe
 from mixcraft.core.tokenize import load_tokenizer
@@ -53,7 +54,8 @@ class BuildOptions:
     limit: int | None = None  # documents per source (a trial build); part of the build's identity
     strict: bool = False
     executor: ExecutorOptions = ExecutorOptions()
-    show_progress: bool = True
+    show_progress: bool = True  # stage lines, and bars (terminal) or dated progress lines (pipe, log)
+    progress_every_s: float = 30.0  # off a terminal, a progress line this often
 
 
 class FinalizeStep(PipelineStep):
@@ -137,14 +139,17 @@ def _build(recipe: Recipe, out: Path, opts: BuildOptions) -> Manifest:
     check_inputs(recipe)
     # Before OUT is touched: a missing Ray must not leave a half-made folder behind.
     ex = task_executor(recipe, out, opts)
+    report = Reporter(every_s=opts.progress_every_s) if opts.show_progress else Reporter(Console(quiet=True))
+    plan = Plan(budgets={s.name: source_budget(recipe, s) for s in recipe.sources},
+                tasks={s.name: s.tasks for s in recipe.sources})
     with locked_out(recipe, out, limit=opts.limit):
-        prewarm(recipe)
-        prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict)
-        if opts.show_progress and sys.stderr.isatty():
-            run_with_progress(ex, recipe, OutLayout(out).progress_dir)
-        else:
-            ex.run()
-        return finalize(recipe, out)
+        with report.stage("prepare", "tokenizer, repository grouping, dedup"):
+            prewarm(recipe)
+            prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict)
+        with report.stage("tasks", f"{sum(plan.tasks.values())} tasks, {ex.workers} at once"):
+            run_with_progress(ex.run, plan, OutLayout(out).progress_dir, report)
+        with report.stage("finalize", "merge indexes, write manifest.json"):
+            return finalize(recipe, out)
 
 
 def build_curriculum(recipe: Recipe, out: Path, opts: BuildOptions = BuildOptions()) -> list[Manifest]:
