@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from mixcraft import __version__
 from mixcraft.build.executors import ExecutorOptions
 from mixcraft.build.load import load_recipe
+from mixcraft.build.publish import is_url, publish
 from mixcraft.build.run import BuildOptions, build_curriculum, submit_slurm
 from mixcraft.build.run import build as run_build
 from mixcraft.errors import UserError
@@ -62,7 +63,10 @@ def main_options(version: Annotated[bool, typer.Option("--version", callback=_ve
 @app.command()
 def build(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).")],
-    out: Annotated[Path | None, typer.Option(help="Output folder; default out/<recipe name>.")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder, or an fsspec URL (s3://, gs://, file://: built in "
+                                                 "--staging, then uploaded); default out/<recipe name>.")] = None,
+    staging: Annotated[Path | None, typer.Option(help="Local folder a remote --out is built in first; default "
+                                                      "out/.staging/<recipe name>.")] = None,
     workers: Annotated[int | None, typer.Option(
         min=1, help="Tasks run at once (the output does not depend on it). Default: every local CPU; the Ray "
                     "cluster's CPUs; no Slurm array limit.")] = None,
@@ -93,20 +97,28 @@ def build(
         for plan in r.stage_recipes or [r]:
             render_plan(plan, out_console)
         return
-    out = out or Path("out") / r.name
+    remote = out if out and is_url(out) else None
+    out = (staging or Path("out") / ".staging" / r.name) if remote else Path(out or Path("out") / r.name)
     opts = BuildOptions(workers=workers, limit=limit, strict=strict, progress_every_s=progress_every,
                         executor=ExecutorOptions.parse(executor, executor_opt or []))
     if r.stages:  # a curriculum: one complete output per stage, in OUT/<stage>/
         for m in build_curriculum(r, out, opts):
             render_summary(summarize(m), m, out_console)
-        out_console.print(f"wrote {out} (curriculum.json; stages {', '.join(st.name for st in r.stages)})")
+        if remote:
+            out_console.print(f"uploaded {publish(out, remote)} files to {remote}")
+        out_console.print(f"wrote {remote or out} (curriculum.json; stages {', '.join(st.name for st in r.stages)})")
         return
+    if remote and executor == "slurm":
+        raise UserError(f"--out {remote}: a Slurm build writes on every node; give a folder on the shared file "
+                        "system, then copy it to the URL")
     if executor == "slurm":
         _submit(r, out, opts)
         return
     manifest = run_build(r, out, opts)
     render_summary(summarize(manifest), manifest, out_console)
-    out_console.print(f"wrote {out} (manifest.json, recipe.resolved.yaml, {len(manifest.streams)} subsets)")
+    if remote:
+        out_console.print(f"uploaded {publish(out, remote)} files to {remote}")
+    out_console.print(f"wrote {remote or out} (manifest.json, recipe.resolved.yaml, {len(manifest.streams)} subsets)")
 
 
 def _submit(recipe, out: Path, opts: BuildOptions) -> None:
