@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mixcraft.build.plan import bucket_budget_text, describe_knobs
+from mixcraft.build.plan import bucket_budget_text, describe_knobs, stage_plan
 from mixcraft.core import fmt
 from mixcraft.core.manifest import Manifest
 from mixcraft.core.recipe import Recipe
@@ -113,3 +113,5 @@ def render_plan(recipe: Recipe, console: Console) -> None:
         console.print(f"dedup across sources: {', '.join(kinds)} over {', '.join(over)}")
     for line in describe_knobs(recipe):
         console.print(line, highlight=False)
+    for name, n in stage_plan(recipe):
+        console.print(f"stage {name}: {n:,} task{'s' if n != 1 else ''}", highlight=False, markup=False)
