@@ -80,6 +80,17 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "mixcraft" / "tokenizers"
 
 
+def _cache_write(path: Path, data: bytes) -> None:
+    """Best effort: a read-only home only means the work is done again next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
 class Tok:
     """A loaded tokenizer: `encode` to uint32 ids, `decode`, special-token lookup, identity.
 
@@ -120,13 +131,7 @@ class Tok:
             self._special = facts["special"]
             facts["tiktoken_ok"] = self._check_tiktoken()
         if cache is not None:
-            try:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_name(f"{cache.name}.{os.getpid()}")
-                tmp.write_text(json.dumps(facts))
-                tmp.replace(cache)
-            except OSError:
-                pass  # a read-only home: check again next time
+            _cache_write(cache, json.dumps(facts).encode())
         return facts
 
     def _check_tiktoken(self) -> bool:
@@ -158,13 +163,7 @@ class Tok:
         except (OSError, ValueError, EOFError, TypeError):
             pass
         ranks = load_tiktoken_bpe(str(self._tiktoken_path))
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f"{cache.name}.{os.getpid()}")
-            tmp.write_bytes(marshal.dumps(ranks))
-            tmp.replace(cache)
-        except OSError:
-            pass
+        _cache_write(cache, marshal.dumps(ranks))
         return ranks
 
     def encode(self, text: str) -> np.ndarray:
