@@ -64,6 +64,9 @@ def normalize_messages(record: dict[str, Any], field: str | None) -> list[dict[s
 class ChatReader(RecordReader):
     cfg: ChatConfig
 
+    def columns(self) -> list[str] | None:
+        return None  # `messages` or `conversations`, and a record's own `loss_on_input`
+
     def record_docs(self, where: str, record: dict) -> Iterator[Document]:
         messages = normalize_messages(record, self.cfg.messages_field)
         if isinstance(messages, str):
