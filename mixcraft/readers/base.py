@@ -4,20 +4,22 @@ task striding, safe file reading."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
 
 from mixcraft.core.ledger import Ledger
 from mixcraft.core.recipe import ReaderConfig
-from mixcraft.readers.inputs import Unit, path_problems
+from mixcraft.readers.inputs import Unit, has_surrogates, path_problems
 from mixcraft.schema import Invalid, RelPath
 
-__all__ = ["BINARY_SNIFF_BYTES", "FilesOrHub", "HubParams", "Reader", "Unit", "decode_text", "first_line",
-           "looks_binary"]
+__all__ = ["BINARY_SNIFF_BYTES", "FilesOrHub", "HubParams", "PrepareStage", "Reader", "Unit", "decode_text", "first_line",
+           "has_surrogates", "looks_binary"]
 
 Scalar = str | int | float | bool
 
@@ -68,6 +70,25 @@ class FilesOrHub(HubParams, ReaderConfig):
 BINARY_SNIFF_BYTES = 8192
 
 
+@dataclass
+class PrepareStage:
+    """A pass over a source's whole input that fans out: ranks `0..world_size-1` of `step` (a
+    datatrove PipelineStep, so any executor can run them, in any order or at once), then
+    `finish()` once, on the driver. Ranks that already finished are no-ops, so a killed pass
+    resumes where it stopped."""
+
+    name: str
+    step: PipelineStep
+    world_size: int
+    finish: Callable[[], None]
+
+    def run_here(self) -> None:
+        """Every rank in this process, one after another (what `mixcraft build` does today)."""
+        for rank in range(self.world_size):
+            deque(self.step(None, rank, self.world_size), maxlen=0)
+        self.finish()
+
+
 class Reader(ABC):
     """Base reader over the parameters `cfg`. Subclasses implement `list_units` and `read_unit`."""
 
@@ -79,8 +100,9 @@ class Reader(ABC):
         self._units: list[Unit] | None = None
         self.counts_listing = True
 
-    def prepare(self, folder: Path, n_tasks: int) -> None:
-        """A pass over the whole input before the source's tasks run (most readers need none)."""
+    def prepare(self, folder: Path, n_tasks: int) -> PrepareStage | None:
+        """Driver-side work before the source's tasks run (resolving a dataset's files, planning
+        a pass), and the fan-out stage that must run next, if any (most readers need none)."""
         return None
 
     @abstractmethod

@@ -9,8 +9,9 @@ spread over many input files, so rows are grouped by a shuffle (disk layout in `
    map task `rank` of `world_size` reads data files `rank, rank+world_size, ...` (only the
    repo/path/content/lang columns of Parquet, with `where` pushed into the scan) and appends
    each row to partition `crc32(repo) % partitions`. A repository lands in exactly one
-   partition. `prepare` is the single-process driver: it plans, runs every unfinished map rank,
-   and marks the pass done; a killed pass resumes with the ranks that did not finish.
+   partition. `prepare` plans the pass and returns it as a `PrepareStage` (`map_tasks` ranks of
+   this step, then `finish_map`), which the build runs in one process or fans out on its
+   executor; a killed pass resumes with the ranks that did not finish.
 2. **Reduce** (in the tasks; task i takes partitions i, i+n, ...): read one partition sorted by
    (repo, path, content), spilling sorted runs to disk, and join each repository's files as
    `code_repos` does (README first, then by path; same headers, separators, skip rules and
@@ -45,7 +46,7 @@ from mixcraft.core.ledger import Ledger, merge_ledgers
 from mixcraft.core.outdir import write_atomic
 from mixcraft.core.records import JSONL_SUFFIXES, MAX_LINE_BYTES, PARQUET_SUFFIXES, get_field, iter_records
 from mixcraft.errors import UserError
-from mixcraft.readers.base import FilesOrHub, Reader, Unit, first_line
+from mixcraft.readers.base import FilesOrHub, PrepareStage, Reader, Unit, first_line
 from mixcraft.readers.code_common import FileRuleParams, FileRules, RepoFiles, join_repo
 from mixcraft.readers.datafiles import hf_records, resolve
 from mixcraft.readers.inputs import list_files
@@ -208,13 +209,14 @@ class CodeFilesReader(Reader):
     cfg: CodeFilesConfig
     strict = False
 
-    def prepare(self, folder: Path, n_tasks: int) -> None:
-        """The single-process driver of the map stage (the executor fan-out runs the same ranks)."""
-        n_maps = start_map(self.source, self.cfg, folder, n_tasks, strict=self.ledger.strict)
-        for rank in range(n_maps):
-            run_map(self.source, self.cfg, folder, rank, n_maps, strict=self.ledger.strict)
-        if n_maps:
-            finish_map(folder)
+    def prepare(self, folder: Path, n_tasks: int) -> PrepareStage | None:
+        """Plan the map stage; the stage to run, or None when a finished pass matches the plan."""
+        strict = self.ledger.strict
+        n_maps = start_map(self.source, self.cfg, folder, n_tasks, strict=strict)
+        if not n_maps:
+            return None
+        step = PartitionRepos(self.source, self.cfg, folder, strict=strict)
+        return PrepareStage(f"{self.source}/code_files_map", step, n_maps, lambda: finish_map(folder))
 
     def list_units(self) -> list[Unit]:
         if self.work_dir is None or not (self.work_dir / "done.json").is_file():

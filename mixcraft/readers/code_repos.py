@@ -14,7 +14,7 @@ symlink, symlink_escapes_root (a link, or a tracked path through a linked folder
 outside the repository), unsafe_path (an archive member or index path with `..` or an absolute
 path; archives are read in memory and never extracted, so nothing outside the root is
 touched), not_a_file (a FIFO, device or socket: never opened), missing_file (tracked but not
-checked out), submodule, unreadable, and the git index notes (git_dir_not_followed,
+checked out), submodule, invalid_utf8_name (a name of invalid UTF-8 bytes), unreadable, and the git index notes (git_dir_not_followed,
 git_index_missing, git_index_too_large, git_index_unreadable: the clone is then read as a
 plain folder). A whole repository is skipped as corrupt_archive, too_many_members (more than
 100,000 archive members), unreadable or empty_repo.
@@ -37,7 +37,7 @@ from datatrove.data import Document
 
 from mixcraft.core.ledger import Ledger
 from mixcraft.core.recipe import ReaderConfig
-from mixcraft.readers.base import Reader, Unit, first_line
+from mixcraft.readers.base import Reader, Unit, first_line, has_surrogates
 from mixcraft.readers.code_common import FileRuleParams, FileRules, RepoFiles, join_repo, order_key
 from mixcraft.readers.gitindex import UnreadableIndex, safe_relpath, tracked_files
 from mixcraft.readers.inputs import is_remote, local_path, path_problems
@@ -129,6 +129,8 @@ class CodeReposReader(Reader):
             for entry in sorted(Path(local_path(root)).iterdir()):
                 if entry.is_symlink():
                     self.listing_note("symlink", str(entry))
+                elif has_surrogates(entry.name):  # it would become the document's id
+                    self.listing_note("invalid_utf8_name", str(entry).encode("utf-8", "replace").decode())
                 elif entry.is_dir() or (entry.is_file() and entry.name.endswith(ARCHIVE_SUFFIXES)):
                     size = entry.stat().st_size if entry.is_file() else 0
                     units.append(Unit(key=entry.name, path=str(entry), size_bytes=size))
@@ -168,7 +170,9 @@ class CodeReposReader(Reader):
         for rel in self._list_dir(root):
             where = f"{root}/{rel}"
             full = root / rel
-            if full.is_symlink() or os.path.realpath(full) != str(full):  # the file, or a folder above it
+            if has_surrogates(rel):  # invalid UTF-8 bytes in the name: it cannot go in a header
+                self.rules.note("invalid_utf8_name", where.encode("utf-8", "replace").decode())
+            elif full.is_symlink() or os.path.realpath(full) != str(full):  # the file, or a folder above it
                 self.rules.note(_symlink_reason(full, root), where)
             elif not full.exists():
                 self.rules.note("missing_file", where)
@@ -244,7 +248,9 @@ class CodeReposReader(Reader):
         safe = []
         for name, m in members:
             where = f"{path}:{name}"
-            if _unsafe(name):
+            if has_surrogates(name):
+                self.rules.note("invalid_utf8_name", where.encode("utf-8", "replace").decode())
+            elif _unsafe(name):
                 self.rules.note("unsafe_path", where)
             elif not_regular(m):
                 is_link = isinstance(m, zipfile.ZipInfo) or m.issym() or m.islnk()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,15 @@ class Unit:
     size_bytes: int
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogates(text: str) -> bool:
+    """A lone surrogate (JSON's "\\ud800", or a file name of invalid UTF-8 bytes decoded with
+    surrogateescape) is not text: encoding it for the tokenizer, a hash or a shard would fail."""
+    return _SURROGATE.search(text) is not None
+
+
 def has_glob(path: str) -> bool:
     return any(c in path for c in GLOB_CHARS)
 
@@ -45,13 +55,16 @@ def is_remote(raw: str) -> bool:
 
 def list_files(paths: tuple[str, ...], suffixes: tuple[str, ...], note: Note | None = None) -> list[Unit]:
     """Files under `paths` ending in `suffixes` (all files when empty), sorted by path; other
-    files are counted as `unsupported_format`, links as `symlink` (see the module's rules)."""
+    files are counted as `unsupported_format`, links as `symlink` (see the module's rules), names
+of invalid UTF-8 bytes as `invalid_utf8_name`."""
     note = note or (lambda reason, where: None)
     found: dict[str, Unit] = {}
     for raw in paths:
         listing = _remote_files(raw) if is_remote(raw) else _local_files(local_path(raw), note)
         for path, size in listing:
-            if suffixes and not path.endswith(suffixes):
+            if has_surrogates(path):
+                note("invalid_utf8_name", path.encode("utf-8", "replace").decode())
+            elif suffixes and not path.endswith(suffixes):
                 note("unsupported_format", path)
             else:
                 found[path] = Unit(key=path, path=path, size_bytes=size)

@@ -30,6 +30,7 @@ FLUSH_BYTES = 64 << 20  # rows a map task buffers before a flush to disk
 SORT_BYTES = 64 << 20  # rows a reduce task sorts in memory before spilling a run
 MERGE_FANIN = 16  # runs merged at once
 MERGE_BATCH_ROWS = 64  # rows per run held while merging (The Stack's files average ~10 KB)
+CHUNK_ROWS = 1024  # rows per Parquet row group in a map task's chunk
 SCHEMA = pa.schema([("repo", pa.string()), ("path", pa.string()), ("content", pa.string()),
                     ("lang", pa.string())])
 SORT_KEYS = [("repo", "ascending"), ("path", "ascending"), ("content", "ascending")]
@@ -75,7 +76,8 @@ class PartitionWriter:
             out = part_dir(self.folder, part)
             out.mkdir(parents=True, exist_ok=True)
             name = f"m{self.rank:05d}-c{self.chunk:06d}.parquet"
-            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), out / f"{name}.tmp")
+            # Small row groups: a reduce task reading this chunk decodes one group at a time.
+            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), out / f"{name}.tmp", row_group_size=CHUNK_ROWS)
             (out / f"{name}.tmp").rename(out / name)  # a killed flush leaves no half chunk under its name
         self.chunk += 1
         self.buffers.clear()
@@ -89,7 +91,7 @@ def sorted_rows(part: Path, spill: Path) -> Iterator[dict]:
     pending: list[pa.RecordBatch] = []
     pending_bytes = 0
     for chunk in sorted(part.glob("*.parquet")):
-        for batch in pq.ParquetFile(chunk).iter_batches(batch_size=1024):
+        for batch in pq.ParquetFile(chunk).iter_batches(batch_size=CHUNK_ROWS):
             pending.append(batch)
             pending_bytes += batch.nbytes
             if pending_bytes >= SORT_BYTES:
@@ -119,7 +121,9 @@ def _table_rows(table: pa.Table) -> Iterator[dict]:
 def _write_run(batches: list[pa.RecordBatch], spill: Path, n: int) -> Path:
     spill.mkdir(parents=True, exist_ok=True)
     path = spill / f"run-{n:06d}.parquet"
-    pq.write_table(_sorted(batches), path, row_group_size=1024)
+    # Row groups of one merge batch: a run's reader decodes one row group at a time, so this is
+    # what each of the MERGE_FANIN open runs holds.
+    pq.write_table(_sorted(batches), path, row_group_size=MERGE_BATCH_ROWS)
     return path
 
 
@@ -145,7 +149,7 @@ def _merge_all(runs: list[Path], spill: Path) -> Iterator[dict]:
                 rows: list[dict] = []
                 for row in heapq.merge(*(_run_rows(r) for r in group), key=_key):
                     rows.append(row)
-                    if len(rows) >= 1024:
+                    if len(rows) >= MERGE_BATCH_ROWS:
                         writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
                         rows = []
                 if rows:

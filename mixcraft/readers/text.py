@@ -20,15 +20,17 @@ from typing import Annotated, ClassVar
 import zstandard
 from datatrove.data import Document
 
-from mixcraft.core.records import (
-    JSONL_SUFFIXES,
-    MAX_LINE_BYTES,
-    PARQUET_SUFFIXES,
-    get_field,
-    iter_records,
-    open_raw,
+from mixcraft.core import records as rec
+from mixcraft.core.records import JSONL_SUFFIXES, MAX_LINE_BYTES, PARQUET_SUFFIXES, get_field, iter_records
+from mixcraft.readers.base import (
+    FilesOrHub,
+    Reader,
+    Unit,
+    decode_text,
+    first_line,
+    has_surrogates,
+    looks_binary,
 )
-from mixcraft.readers.base import FilesOrHub, Reader, Unit, decode_text, first_line, looks_binary
 from mixcraft.readers.datafiles import (
     FAST_SUFFIXES,
     DatasetFiles,
@@ -75,6 +77,7 @@ class RecordReader(Reader):
         """Resolve a hub dataset's data files once, so every task reads the same list."""
         if self.cfg.dataset is not None:
             self._hub = save_dataset_files(self.cfg, folder)
+        return None
 
     def streamed(self) -> bool:
         """A dataset without data files: the counted fallback (see readers/datafiles.py)."""
@@ -150,7 +153,7 @@ class RecordReader(Reader):
     def read_txt(self, path: str) -> Iterator[Document]:
         """One plain-text file as one document (UTF-8, at most `txt_limit()` bytes)."""
         try:
-            with open_raw(path) as f:
+            with rec.open_raw(path) as f:  # through the module: one place opens every input
                 data = f.read(self.txt_limit() + 1)
         except OSError:
             self.ledger.skip("unreadable", path)
@@ -182,6 +185,9 @@ class RecordReader(Reader):
             return None
         if not text.strip():
             self.ledger.skip("empty", where)
+            return None
+        if has_surrogates(text):
+            self.ledger.skip("invalid_utf8", where)
             return None
         return text
 

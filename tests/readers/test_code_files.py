@@ -91,9 +91,9 @@ def test_prepare_pass_is_reused_when_inputs_match(tmp_path):
     data = _write_dataset(tmp_path / "stack")
     work = tmp_path / "work"
     cfg = reader_config({"type": "code_files", "paths": [str(data)]})
-    CodeFilesReader("s", cfg, Ledger("s"), work).prepare(work, 1)
+    CodeFilesReader("s", cfg, Ledger("s"), work).prepare(work, 1).run_here()
     stamp = (work / "done.json").stat().st_mtime_ns
-    CodeFilesReader("s", cfg, Ledger("s"), work).prepare(work, 1)
+    assert CodeFilesReader("s", cfg, Ledger("s"), work).prepare(work, 1) is None
     assert (work / "done.json").stat().st_mtime_ns == stamp
 
 
