@@ -63,10 +63,88 @@ def open_binary(path: str | Path) -> Iterator[BinaryIO]:
             with gzip.GzipFile(fileobj=raw) as f:
                 yield f
         elif name.endswith(".zst"):
-            with io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)) as f:
+            reader = zstandard.ZstdDecompressor().stream_reader(_CheckedRaw(raw), closefd=False)
+            with io.BufferedReader(reader) as f:
                 yield f
         else:
             yield raw
+
+
+class _FrameWalk:
+    """Walks the zstd frame structure (RFC 8878: frame header, block headers, checksum;
+    skippable frames) over the compressed bytes as they stream past, without decompressing, so
+    a stream that stops inside a frame is caught. `zstandard`'s stream reader ends such a
+    stream silently, losing its tail without a count."""
+
+    _MAGIC, _SKIPPABLE = 0xFD2FB528, 0x184D2A50
+
+    def __init__(self):
+        self.buf, self.skip, self.step, self.need = b"", 0, self._magic, 4
+        self.checksum = False
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self.skip:  # block content, skippable frame payload: not parsed
+                n = min(self.skip, len(view))
+                self.skip -= n
+                view = view[n:]
+                continue
+            take = min(self.need - len(self.buf), len(view))
+            self.buf += bytes(view[:take])
+            view = view[take:]
+            if len(self.buf) == self.need:
+                head, self.buf = self.buf, b""
+                self.step(head)
+
+    def between_frames(self) -> bool:
+        return self.step == self._magic and not self.buf and not self.skip
+
+    def _magic(self, b: bytes) -> None:
+        magic = int.from_bytes(b, "little")
+        if magic & 0xFFFFFFF0 == self._SKIPPABLE:
+            self.step, self.need = self._skippable, 4
+        elif magic == self._MAGIC:
+            self.step, self.need = self._descriptor, 1
+        else:
+            raise zstandard.ZstdError("not a zstd frame")
+
+    def _skippable(self, b: bytes) -> None:
+        self.skip = int.from_bytes(b, "little")
+        self.step, self.need = self._magic, 4
+
+    def _descriptor(self, b: bytes) -> None:
+        fcs, single, self.checksum, did = b[0] >> 6, b[0] >> 5 & 1, bool(b[0] >> 2 & 1), b[0] & 3
+        rest = (0 if single else 1) + (0, 1, 2, 4)[did] + ((1 if single else 0), 2, 4, 8)[fcs]
+        self.step, self.need = self._block, 3
+        self.skip = rest  # window descriptor, dictionary id, content size
+
+    def _block(self, b: bytes) -> None:
+        header = int.from_bytes(b, "little")
+        last, kind, size = header & 1, header >> 1 & 3, header >> 3
+        self.skip = 1 if kind == 1 else size  # an RLE block stores one byte
+        if last:
+            self.step, self.need = self._magic, 4
+            self.skip += 4 if self.checksum else 0
+
+
+class _CheckedRaw(io.RawIOBase):
+    """The compressed bytes, passed through a `_FrameWalk`; at their end, a frame left open
+    raises `ZstdError` (counted `corrupt_file` by the readers)."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw, self.walk = raw, _FrameWalk()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if data:
+            self.walk.feed(data)
+        elif not self.walk.between_frames():
+            raise zstandard.ZstdError("truncated zstd stream: the last frame does not end")
+        return data
 
 
 def iter_jsonl(path: str | Path, ledger: Ledger, max_line_bytes: int = MAX_LINE_BYTES,
@@ -99,11 +177,13 @@ def iter_jsonl(path: str | Path, ledger: Ledger, max_line_bytes: int = MAX_LINE_
 
 def _parse_line(line: bytes, at: str, ledger: Ledger) -> dict | None:
     try:
-        record = json.loads(line)
+        # Decoded here, strictly: json.loads(bytes) would also take UTF-16/32 and let encoded
+        # surrogates through ("surrogatepass"); JSON Lines are UTF-8 (an opening BOM allowed).
+        record = json.loads(line.decode("utf-8").removeprefix("\ufeff"))
     except UnicodeDecodeError:
         ledger.skip("invalid_utf8", at)
         return None
-    except (json.JSONDecodeError, RecursionError):  # RecursionError: [[[[...]]]] nested 100k deep
+    except (ValueError, RecursionError):  # bad JSON; an int of > 4,300 digits; [[[[...]]]] 100k deep
         ledger.skip("malformed_json", at)
         return None
     if not isinstance(record, dict):

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
+import pyarrow as pa
 import zstandard
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
@@ -240,8 +241,12 @@ class CodeFilesReader(Reader):
             return
         spill = part.parent / "spill" / part.name
         rows = sorted_rows(part, spill)
-        for repo, repo_rows in itertools.groupby(rows, key=lambda r: r["repo"]):
-            yield from self._repo_doc(repo, repo_rows)
+        try:
+            for repo, repo_rows in itertools.groupby(rows, key=lambda r: r["repo"]):
+                yield from self._repo_doc(repo, repo_rows)
+        except (OSError, pa.ArrowException) as exc:  # our own intermediate files, damaged on disk
+            raise UserError(f"{part}: a partition file of the code_files pass is damaged ({first_line(exc)}); "
+                            f"delete {part.parent} and re-run the build") from None
 
     def _repo_doc(self, repo: str, rows: Iterator[dict]) -> Iterator[Document]:
         rules = FileRules(self.cfg, self.ledger)
