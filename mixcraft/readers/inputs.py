@@ -83,6 +83,8 @@ def _local_files(raw: str, note: Note) -> Iterator[tuple[str, int]]:
             yield from _walk(p, note)
         elif p.is_file():
             yield str(p), p.stat().st_size
+        elif p.exists():
+            note("not_a_file", raw)
         return
     anchor = _glob_root(raw)
     for m in sorted(glob.glob(raw)):
@@ -93,6 +95,8 @@ def _local_files(raw: str, note: Note) -> Iterator[tuple[str, int]]:
             yield from _walk(p, note)
         elif p.is_file():
             yield m, p.stat().st_size
+        else:
+            note("not_a_file", m)
 
 
 def _glob_root(pattern: str) -> Path:

@@ -207,3 +207,21 @@ assert n == {100 * scale}, n
     grown = sizes["memory", 2] - sizes["memory", 1]
     assert grown > 15, f"in memory, the 2x partition should cost more: {sizes}"
     assert sizes["spill", 2] < 1.1 * sizes["spill", 1], sizes
+
+
+def test_code_files_rows_from_an_fsspec_url(tmp_path):
+    import json
+
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    rows = [{"max_stars_repo_name": f"o/r{i % 3}", "max_stars_repo_path": f"m{i}.py", "content": f"X = {i}\n"}
+            for i in range(9)]
+    for k in range(2):
+        fs.pipe(f"/stack-bucket/part{k}.jsonl", "".join(json.dumps(r) + "\n" for r in rows[k::2]).encode())
+    try:
+        docs, _ = read_source({"type": "code_files", "paths": ["memory://stack-bucket"], "map_tasks": 2},
+                              tmp_path, n_tasks=2)
+    finally:
+        fs.rm("/stack-bucket", recursive=True)
+    assert sorted((d.metadata["repo"], d.metadata["n_files"]) for d in docs) == [("o/r0", 3), ("o/r1", 3), ("o/r2", 3)]
