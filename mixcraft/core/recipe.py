@@ -160,6 +160,15 @@ class Dedup:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Validation:
+    """Hold out a seeded fraction of each source's documents into `OUT/<source>/<bucket>/val`
+    subsets, never trained on (mixcraft/build/steps.py: HoldOut)."""
+
+    fraction: Annotated[float, Range(gt=0, le=0.5)]
+    max_docs: Annotated[int, Positive] | None = None  # per source, shared over its tasks
+
+
+@dataclass(frozen=True, kw_only=True)
 class Stage:
     """One stage of a length curriculum (built by mixcraft/build/run.py, resolved by build/load.py)."""
 
@@ -199,6 +208,7 @@ class Recipe:
     dedup: Dedup | None = None
     long_text: LongText | None = None
     stages: tuple[Stage, ...] = ()
+    validation: Validation | None = None
     # Set by `resolve` and the loader, never written in a recipe file:
     stage: StageInfo | None = field(default=None, metadata={"internal": True})
     stage_recipes: tuple[Recipe, ...] = field(default=(), metadata={"internal": True})

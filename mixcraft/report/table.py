@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mixcraft.build.plan import bucket_budget_text, describe_knobs
+from mixcraft.build.plan import bucket_budget_text, describe_knobs, stage_plan
 from mixcraft.core import fmt
 from mixcraft.core.manifest import Manifest
 from mixcraft.core.recipe import Recipe
@@ -67,6 +67,11 @@ def render_summary(s: Summary, m: Manifest, console: Console) -> None:
     console.print(ledger_table(m))
     for source, why in s.why.items():
         console.print(f"[bold]{escape(source)}[/]: off target: {escape(why)}", highlight=False)
+    for st in m.streams:
+        if st.validation is not None:
+            v = st.validation
+            console.print(f"validation: {v.path}/ holds {v.rows:,} rows / {v.tokens:,} tokens from {v.docs:,} held-out "
+                          "documents, never trained on", highlight=False)
     pm = s.premixed
     if pm:
         console.print(f"pre-mixed: {pm.path}/ holds {pm.rows:,} rows / {pm.tokens:,} tokens interleaved in exact "
@@ -108,3 +113,5 @@ def render_plan(recipe: Recipe, console: Console) -> None:
         console.print(f"dedup across sources: {', '.join(kinds)} over {', '.join(over)}")
     for line in describe_knobs(recipe):
         console.print(line, highlight=False)
+    for name, n in stage_plan(recipe):
+        console.print(f"stage {name}: {n:,} task{'s' if n != 1 else ''}", highlight=False, markup=False)

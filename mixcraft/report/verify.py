@@ -56,6 +56,21 @@ def _check_subset(out: Path, m: Manifest, stream: Stream, check_rows: bool) -> l
             faults.append(f"{rel}: manifest says 0 rows but {held} rows / {stream.tokens} tokens")
     elif check_rows and not faults:
         faults += _check_stream(out / rel, stream, m.tokenizer.vocab_size, m.seq_len)
+    if stream.validation is not None:
+        faults += _check_validation(out, m, stream, check_rows)
+    return faults
+
+
+def _check_validation(out: Path, m: Manifest, stream: Stream, check_rows: bool) -> list[str]:
+    """The held-out subset: as written, and holding the rows and tokens the manifest says."""
+    val = stream.validation
+    faults = check_index(out, m, val.path) + check_shards(out, val.path, m.shards.get(val.path, []))
+    if faults or not check_rows or not val.rows:
+        return faults
+    faults, c = _scan_rows(out / val.path, val.path, m.tokenizer.vocab_size, m.seq_len, {stream.domain})
+    if c["rows"] != val.rows or c["tokens"] != val.tokens:
+        faults.append(f"{val.path}: shards hold {c['rows']:,} rows / {c['tokens']:,} tokens, manifest says "
+                      f"{val.rows:,} / {val.tokens:,}")
     return faults
 
 
@@ -124,7 +139,7 @@ def _scan_rows(subset: Path, where: str, vocab: int, seq_len: int, domains: set[
             counts["rows"] += 1
             counts["tokens"] += len(ids)
             counts[f"domain:{r['domain']}"] += len(ids)
-    except Exception as exc:  # streaming raises many types for a damaged shard
+    except Exception as exc:  # a damaged shard fails in zstd, numpy or UTF-8 decoding
         faults.append(f"{where}: cannot be read ({type(exc).__name__}: {exc})")
     return faults, counts
 
