@@ -75,6 +75,11 @@ class CodeFilesConfig(FileRuleParams, FilesOrHub):
         FilesOrHub.__post_init__(self)
         self.check_header()
 
+    def partition_tasks(self, n_tasks: int) -> int:
+        """The map stage's fan-out as planned without listing the data (`--dry-run`): `map_tasks`,
+        else the source's `tasks`; fewer at build time when there are fewer data files."""
+        return self.map_tasks or n_tasks
+
 
 # -- the plan: which files, how many partitions and map tasks ---------------------------------
 
