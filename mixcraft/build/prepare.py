@@ -1,7 +1,9 @@
 """Passes over whole sources that must finish before the per-source tasks start.
 
-- a reader's own pass (`Reader.prepare`): the `code_files` reader hash-partitions its rows by
-  repository so that each task can group whole repositories;
+- a reader's own pass (`Reader.prepare`, collected by `reader_stages`): a hub dataset's data
+  files are resolved once; the `code_files` reader's map stage hash-partitions its rows by
+  repository so that each task can group whole repositories (a `PrepareStage`: datatrove
+  ranks that an executor can fan out, then a finish on the driver);
 - cross-source dedup (`curate/dedup.py`), when the recipe has a `dedup:` block: every
   deduplicated source is read once, in recipe order (source, then task, then document), and
   each later copy of a text gets a verdict naming the kept one; tasks drop them by position.
@@ -22,16 +24,29 @@ from mixcraft.core.outdir import OutLayout, write_atomic
 from mixcraft.core.recipe import Recipe
 from mixcraft.curate.dedup import DedupIndex
 from mixcraft.readers import make_reader
+from mixcraft.readers.base import PrepareStage
 
 
 def prepare_sources(recipe: Recipe, out: Path, *, limit: int | None, strict: bool) -> None:
     layout = OutLayout(out)
+    for stage in reader_stages(recipe, layout, strict=strict):
+        stage.run_here()  # every rank in this process; an executor may run the same ranks at once
+    if recipe.dedup:
+        run_dedup(recipe, layout, limit=limit)
+
+
+def reader_stages(recipe: Recipe, layout: OutLayout, *, strict: bool) -> list[PrepareStage]:
+    """Each reader's driver-side preparation (a hub dataset's data files resolved once), and the
+    fan-out passes that must run before the tasks (`code_files`' map stage: `stage.world_size`
+    ranks of `stage.step`, then `stage.finish()`); a pass that already finished is left out."""
+    stages = []
     for source in recipe.sources:
         folder = layout.prepare(source.name)
         reader = make_reader(source.name, source.reader, Ledger(source.name, strict=strict), work_dir=folder)
-        reader.prepare(folder, source.tasks)
-    if recipe.dedup:
-        run_dedup(recipe, layout, limit=limit)
+        stage = reader.prepare(folder, source.tasks)
+        if stage is not None:
+            stages.append(stage)
+    return stages
 
 
 def run_dedup(recipe: Recipe, layout: OutLayout, *, limit: int | None) -> None:
