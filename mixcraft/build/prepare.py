@@ -18,6 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
+from mixcraft.build.executors import ExecutorOptions, make_executor
 from mixcraft.build.plan import split_limit
 from mixcraft.core.ledger import Ledger
 from mixcraft.core.outdir import OutLayout, write_atomic
@@ -27,10 +28,16 @@ from mixcraft.readers import make_reader
 from mixcraft.readers.base import PrepareStage
 
 
-def prepare_sources(recipe: Recipe, out: Path, *, limit: int | None, strict: bool) -> None:
+def prepare_sources(recipe: Recipe, out: Path, *, limit: int | None, strict: bool,
+                    executor: ExecutorOptions = ExecutorOptions(), workers: int | None = None) -> None:
+    """The passes before the tasks: each reader's fan-out stage on the build's executor (its ranks
+    at once, `workers` at a time; finished ranks are skipped on a re-run), then dedup."""
     layout = OutLayout(out)
     for stage in reader_stages(recipe, layout, strict=strict):
-        stage.run_here()  # every rank in this process; an executor may run the same ranks at once
+        ex = make_executor(executor, [stage.step], tasks=stage.world_size, workers=workers,
+                           logging_dir=layout.work / "datatrove-prepare" / stage.name, name=f"{recipe.name}-{stage.name}")
+        ex.run()
+        stage.finish()
     if recipe.dedup:
         run_dedup(recipe, layout, limit=limit)
 

@@ -145,7 +145,8 @@ def _build(recipe: Recipe, out: Path, opts: BuildOptions) -> Manifest:
     with locked_out(recipe, out, limit=opts.limit):
         with report.stage("prepare", "tokenizer, repository grouping, dedup"):
             prewarm(recipe)
-            prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict)
+            prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict, executor=opts.executor,
+                            workers=opts.workers)
         with report.stage("tasks", f"{sum(plan.tasks.values())} tasks, {ex.workers} at once"):
             run_with_progress(ex.run, plan, OutLayout(out).progress_dir, report)
         with report.stage("finalize", "merge indexes, write manifest.json"):

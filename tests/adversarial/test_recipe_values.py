@@ -4,6 +4,7 @@ and the fix (exit 2), before anything is read or written; none runs code or esca
 from __future__ import annotations
 
 import pytest
+
 from helpers import run_cli
 
 GOOD = """\

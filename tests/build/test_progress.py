@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 from helpers import TINY_RECIPE, make_corpus, spawn_cli
-
 from mixcraft.build.progress import Plan, SourceCounts, estimate_total, progress_line
 
 DATED = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] "

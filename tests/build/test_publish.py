@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import fsspec
 from buildhelp import output_hashes
-from helpers import TINY_RECIPE, make_corpus, run_cli
 
+from helpers import TINY_RECIPE, make_corpus, run_cli
 from mixcraft.build.publish import publish
 
 

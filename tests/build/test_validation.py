@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import yaml
-from helpers import run_cli
 
+from helpers import run_cli
 from mixcraft.core.manifest import read_manifest
 from mixcraft.mds import iter_rows
 
