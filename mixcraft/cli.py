@@ -174,7 +174,7 @@ def inspect(
     row: Annotated[int, typer.Option(min=0, help="Row number in the subset.")] = 0,
     chars: Annotated[int, typer.Option(min=20, help="Characters shown at each end of a piece.")] = 200,
 ) -> None:
-    """Decode one packed row and show each document piece with its span.
+    """Decode one packed row: each piece's span, its document, and whether it continues across rows.
 
     Example: mixcraft inspect out/demo --source books --row 3
     """

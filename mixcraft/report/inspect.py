@@ -75,7 +75,8 @@ def show_row(out: Path, *, source: str | None, bucket: str | None, row: int, cha
                   f"domain {sample['domain']}", highlight=False)
     if not r.doc_ids:
         console.print("[dim]documents not recorded: built with output.doc_ids false (or by an older mixcraft)[/]")
-    console.print(boundary_map(spans, len(r.input_ids), pieces))
+    # One cell per 1/width of the row, plus a bar per boundary: within the console (80 columns too).
+    console.print(boundary_map(spans, len(r.input_ids), pieces, max(10, min(MAP_WIDTH, console.width - len(spans) - 2))))
     for k, (a, b) in enumerate(spans):
         if k == pieces:
             console.print(Panel(f"[dim]{b - a:,} copies of token {int(r.input_ids[a])}; no loss on them (mask 0)[/]",
