@@ -125,3 +125,23 @@ def test_the_recipe_key_turns_the_columns_off(mix_corpus, tmp_path, run_cli):
         assert np.array_equal(a["input_ids"], b["input_ids"]) and np.array_equal(a["indices"], b["indices"])
     res = run_cli("inspect", off.parent.parent, "--row", 0)
     assert "documents not recorded" in res.stdout
+
+
+def test_the_trainer_reads_rows_with_doc_columns_as_without(small_build, tmp_path):
+    """The bundled trainer's collate takes what it needs by name: the same batch with the doc
+    columns as without them."""
+    import torch
+    from streaming import StreamingDataset
+
+    from mixcraft.train.data import pack_rows
+
+    out, manifest = small_build
+    stream = next(s for s in manifest["streams"] if s["source"] == "chat")
+    ds = StreamingDataset(remote=str(out / stream["path"]), local=str(tmp_path / "cache"), shuffle=False, batch_size=1)
+    samples = [ds[i] for i in range(min(3, ds.num_samples))]
+    assert all(set(DOC_COLUMNS) <= set(s) for s in samples), "the build wrote the doc columns"
+    bare = [{k: v for k, v in s.items() if k not in DOC_COLUMNS} for s in samples]
+    with_ids, without = pack_rows(samples, crop_tokens=None, vocab_size=128_256), pack_rows(bare, crop_tokens=None,
+                                                                                             vocab_size=128_256)
+    for name in ("input_ids", "targets", "position_ids", "cu_seqlens"):
+        assert torch.equal(getattr(with_ids, name), getattr(without, name)), name
