@@ -128,3 +128,22 @@ def test_many_reasons_share_one_colour_past_the_ninth():
     colours = reason_colours(m)
     assert list(colours) == [*(f"r{k:02d}" for k in range(9)), "other reasons"], "most documents first"
     assert len(set(colours.values())) == len(colours)
+
+
+def test_the_fill_panel_appears_only_for_padded_subsets(report, tmp_path):
+    """Prolong packing fills every row: one panel (pieces per row). A subset with rows under 100 %
+    adds the fill panel beside it, for that subset alone."""
+    import dataclasses
+
+    from mixcraft.report.plot_rows import plot_row_pieces
+    from mixcraft.report.plotkit import DPI
+
+    out, _ = report
+    m = read_manifest(out)
+    plot_row_pieces(m, tmp_path / "full.png")
+    first = m.streams[0]
+    padded = dataclasses.replace(first, row_fill_pct={"97": 2, **first.row_fill_pct})
+    plot_row_pieces(dataclasses.replace(m, streams=[padded, *m.streams[1:]]), tmp_path / "padded.png")
+    assert _png_size(tmp_path / "full.png")[0] == round(6.5 * DPI)
+    assert _png_size(tmp_path / "padded.png")[0] == round(13 * DPI)
+    assert [s.path for s in m.streams if not_full(s)] == [] and not_full(padded)
