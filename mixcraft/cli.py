@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -26,8 +27,9 @@ from mixcraft.report.verify import verify_output
 from mixcraft.synth.cli import app as synth_app
 from mixcraft.train import run_train
 
-# Off a terminal rich assumes 80 columns; tables fold their cells rather than cut them.
-out_console = Console(width=None if sys.stdout.isatty() else 150)
+# Off a terminal rich would assume 80 columns: a pipe or a log gets 150 unless COLUMNS says
+# otherwise. Tables too wide for the width are split by column group, never cut (report/fit.py).
+out_console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 150)
 err_console = Console(stderr=True)
 
 
@@ -139,12 +141,15 @@ def stats(
     report: Annotated[Path | None, typer.Option(help="Write PNG plots and report.html into this folder.")] = None,
     streams: Annotated[bool, typer.Option("--streams", help="Print ProLong-style path@proportion, one a line.")]
     = False,
+    wide: Annotated[bool, typer.Option("--wide", help="One table with every column, however wide (by default a "
+                                                      "table wider than the terminal is split by column group).")]
+    = False,
 ) -> None:
     """The mixture as built: per source and bucket, actual vs target share, lengths, drops, and why.
 
     Example: mixcraft stats out/demo --report out/demo-report
     """
-    stats_command(out, as_json=as_json, report=report, streams=streams, console=out_console)
+    stats_command(out, as_json=as_json, report=report, streams=streams, console=out_console, wide=wide)
 
 
 @app.command()
@@ -169,7 +174,7 @@ def inspect(
     row: Annotated[int, typer.Option(min=0, help="Row number in the subset.")] = 0,
     chars: Annotated[int, typer.Option(min=20, help="Characters shown at each end of a piece.")] = 200,
 ) -> None:
-    """Decode one packed row and show each document piece with its span.
+    """Decode one packed row: each piece's span, its document, and whether it continues across rows.
 
     Example: mixcraft inspect out/demo --source books --row 3
     """

@@ -25,43 +25,80 @@ from mixcraft.core.pack import Row
 from mixcraft.errors import UserError
 
 BASE_COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
+# Which document each span holds (recipe `output.doc_ids`, on by default): `doc_ids` a JSON list of
+# ids, "" for padding; `doc_offsets` (n, 2): where the piece starts in its document, and the
+# document's tokens ((0, 0) for padding). Readers that do not ask for them never see them.
+DOC_COLUMNS = {"doc_ids": "str", "doc_offsets": "ndarray:uint64"}
 
 
-def columns_for(with_mask: bool) -> dict[str, str]:
-    return {**BASE_COLUMNS, "mask": "ndarray:uint8"} if with_mask else dict(BASE_COLUMNS)
+def columns_for(with_mask: bool, with_doc_ids: bool = False) -> dict[str, str]:
+    return {**BASE_COLUMNS, **({"mask": "ndarray:uint8"} if with_mask else {}),
+            **(DOC_COLUMNS if with_doc_ids else {})}
 
 
 class SubsetWriter:
     """Writes rows of one (source, bucket, task) part as MDS shards, counting as it goes."""
 
-    def __init__(self, out_dir: Path, *, domain: str, with_mask: bool, compression: str, size_limit: int):
+    def __init__(self, out_dir: Path, *, domain: str, with_mask: bool, compression: str, size_limit: int,
+                 doc_ids: bool = True):
         if out_dir.exists():  # a part left by a killed run: its task starts again from scratch
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True)
         self.domain = domain
         self.with_mask = with_mask
+        self.doc_ids = doc_ids
         self.rows = 0
         self.tokens = 0
         self.pieces = 0
-        self._writer = ShardWriter(out_dir, columns=columns_for(with_mask), compressed=compression != "none",
-                                   size_limit=size_limit)
+        self._shard_args = {"folder": out_dir, "compressed": compression != "none", "size_limit": size_limit}
+        self._writer: ShardWriter | None = None
+
+    def _open(self, with_doc_ids: bool) -> ShardWriter:
+        return ShardWriter(columns=columns_for(self.with_mask, with_doc_ids), **self._shard_args)
 
     def write(self, row: Row, domain: str | None = None) -> None:
-        """`domain` overrides the writer's (a pre-mixed subset keeps each row's source)."""
+        """`domain` overrides the writer's (a pre-mixed subset keeps each row's source). The doc
+        columns are written when asked for and the rows carry them (the first row decides)."""
         sample: dict[str, Any] = {"input_ids": row.input_ids, "indices": row.spans, "domain": domain or self.domain,
                                   "length": int(len(row.input_ids))}
         if self.with_mask:
             sample["mask"] = row.mask
+        if self._writer is None:
+            self._writer = self._open(self.doc_ids and bool(row.doc_ids))
+        if "doc_ids" in self._writer.names:
+            sample.update(doc_columns(row))
         self._writer.write(sample)
         self.rows += 1
         self.tokens += len(row.input_ids)
         self.pieces += len(row.spans) - (1 if row.padding else 0)  # document pieces; padding is not one
 
     def finish(self) -> None:
-        self._writer.finish()
+        (self._writer or self._open(False)).finish()
 
     def counts(self) -> dict[str, int]:
         return {"rows": self.rows, "tokens": self.tokens, "pieces": self.pieces}
+
+
+def doc_columns(row: Row) -> dict[str, Any]:
+    """The DOC_COLUMNS values of a row (one id and one (offset, tokens) pair per span)."""
+    n = len(row.spans)
+    if len(row.doc_ids) != n or len(row.doc_offsets) != n:
+        raise ValueError(f"a row of {n} spans has {len(row.doc_ids)} document ids and {len(row.doc_offsets)} offsets")
+    return {"doc_ids": json.dumps(list(row.doc_ids), ensure_ascii=False, separators=(",", ":")),
+            "doc_offsets": np.asarray(row.doc_offsets, dtype=np.uint64).reshape(n, 2)}
+
+
+def row_of(sample: dict[str, Any]) -> Row:
+    """A row read back (`SubsetReader.row`) as a `Row`, with its document ids when it has them."""
+    ids = np.asarray(sample["input_ids"], dtype=np.uint32)
+    spans = np.asarray(sample["indices"], dtype=np.uint32).reshape(-1, 2)
+    mask = np.asarray(sample["mask"], dtype=np.uint8) if "mask" in sample else None
+    if "doc_ids" not in sample:
+        return Row(ids, spans, mask)
+    doc_ids = tuple(json.loads(sample["doc_ids"]))
+    offsets = tuple((int(a), int(n)) for a, n in np.asarray(sample["doc_offsets"]).reshape(-1, 2))
+    padding = int(spans[-1, 1] - spans[-1, 0]) if doc_ids and doc_ids[-1] == "" else 0
+    return Row(ids, spans, mask, doc_ids, padding, offsets)
 
 
 def merge_subset(subset_dir: Path) -> int:

@@ -111,7 +111,8 @@ def _hold_out(recipe: Recipe, source: Source, spec: TaskSpec, layout: OutLayout,
                         with_mask=_val_mask(source, b.min_tokens), pad_id=pad_id) for b in source.buckets]
     writers = {b.name: SubsetWriter(layout.val_part(source.name, b.name, spec.task), domain=source.name,
                                     with_mask=_val_mask(source, b.min_tokens), compression=recipe.output.compression,
-                                    size_limit=recipe.output.shard_size_bytes) for b in source.buckets}
+                                    size_limit=recipe.output.shard_size_bytes,
+                                    doc_ids=recipe.output.doc_ids) for b in source.buckets}
     cap = split_limit(val.max_docs, spec.task, spec.n_tasks)
     return HoldOut(val, recipe.seed, source.name, ledgers, sinks, writers, cap)
 
@@ -128,7 +129,7 @@ def _with_mask(source: Source, min_tokens: int) -> bool:
 def _writers(recipe: Recipe, source: Source, spec: TaskSpec, layout: OutLayout) -> dict[str, SubsetWriter]:
     return {b.name: SubsetWriter(layout.task_part(source.name, b.name, spec.task), domain=source.name,
                                  with_mask=_with_mask(source, b.min_tokens), compression=recipe.output.compression,
-                                 size_limit=recipe.output.shard_size_bytes)
+                                 size_limit=recipe.output.shard_size_bytes, doc_ids=recipe.output.doc_ids)
             for b in source.buckets}
 
 

@@ -133,6 +133,9 @@ class Output:
     shard_size_bytes: Annotated[int, Range(ge=1 << 16, le=1 << 32)] = 1 << 26
     write_dropped: bool = False  # OUT/.mixcraft/dropped/<source>/<task>.jsonl: id, reason, excerpt
     premix: bool = False  # also write OUT/premixed/: every stream interleaved in exact proportions
+    # The doc_ids/doc_offsets columns (mds.py): which document each span holds, so `inspect` can
+    # name it. false: ProLong's columns only, the shards byte for byte what they were before.
+    doc_ids: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

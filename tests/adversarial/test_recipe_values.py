@@ -44,7 +44,11 @@ CASES = [  # (replace this, with this, the error must match)
     ("seq_len: 1024", "seq_len: [1024]", r"seq_len: expected an integer, got list"),
     ("{type: min_chars, value: 5}", "{type: min_chars, value: -5}", r"filters\[0\]\.value: must be >= 0, got -5"),
     ("{type: min_chars, value: 5}", "{type: min_chars, value: 5, x: 1}", r"filters\[0\]\.x: unknown key 'x'"),
-    ("{type: min_chars, value: 5}", "{type: os.system, value: 5}", r"filters\[0\]\.type: unknown filter type"),
+    # A dotted type is a plug-in's import path (curate/plugins.py): named, but refused before it runs.
+    ("{type: min_chars, value: 5}", "{type: os.system, value: 5}", r"filters\[0\]\.value: unknown key 'value'"),
+    ("{type: min_chars, value: 5}", "{type: os.system, args: {command: ls}}",
+     r"filters\[0\]\.type: os\.system is a builtin_function_or_method, not a class"),
+    ("{type: min_chars, value: 5}", "{type: min chars, value: 5}", r"filters\[0\]\.type: unknown filter type"),
     ("{type: min_chars, value: 5}", "{type: gopher_quality, eval: 1}", r"unknown parameter for gopher_quality"),
     ("{type: text, paths: [data]}\n    filters", "{type: python, paths: [data]}\n    filters",
      r"reader\.type: unknown reader type 'python'"),
