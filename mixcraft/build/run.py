@@ -69,10 +69,10 @@ class FinalizeStep(PipelineStep):
         yield from ()
 
 
-def task_executor(recipe: Recipe, out: Path, opts: BuildOptions):
+def task_executor(recipe: Recipe, out: Path, opts: BuildOptions, depends=None):
     step = TaskStep(recipe, out, limit=opts.limit, strict=opts.strict)
     return make_executor(opts.executor, [step], tasks=len(plan_tasks(recipe)), workers=opts.workers,
-                         logging_dir=OutLayout(out).logs, name=recipe.name)
+                         logging_dir=OutLayout(out).logs, name=recipe.name, depends=depends)
 
 
 def check_out(recipe: Recipe, out: Path, *, limit: int | None) -> dict:
@@ -114,7 +114,8 @@ def build(recipe: Recipe, out: Path, opts: BuildOptions = BuildOptions()) -> Man
     ex = task_executor(recipe, out, opts)
     with locked_out(recipe, out, limit=opts.limit):
         prewarm(recipe)
-        prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict)
+        prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict, executor=opts.executor,
+                        workers=opts.workers)
         if opts.show_progress and sys.stderr.isatty():
             run_with_progress(ex, recipe, OutLayout(out).progress_dir)
         else:
@@ -148,8 +149,10 @@ def submit_slurm(recipe: Recipe, out: Path, opts: BuildOptions) -> SlurmJobs:
     array task has succeeded. Re-running submits only unfinished tasks."""
     check_inputs(recipe)
     with locked_out(recipe, out, limit=opts.limit):
-        prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict)  # on this node, before the array
-        ex = task_executor(recipe, out, opts)
+        # Reader passes on this node; dedup stages as job arrays the task array depends on.
+        dedup = prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict, executor=opts.executor,
+                                workers=opts.workers)
+        ex = task_executor(recipe, out, opts, depends=dedup)
         fin = make_executor(opts.executor, [FinalizeStep(recipe, out)], tasks=1, workers=1,
                             logging_dir=OutLayout(out).finalize_logs, name=f"{recipe.name}-finalize", depends=ex)
         fin.run()  # launches `ex` first, then itself with --dependency=afterok:<ex's job id>
