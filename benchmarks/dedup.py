@@ -206,22 +206,24 @@ seq_len: 8192
 dedup: {{exact: true, minhash: {{threshold: 0.8}}}}
 sources:
   - name: docs
-    reader: {{type: text, paths: [{path}]}}
+    reader: {{type: text, paths: [{paths}]}}
     proportion: 1.0
     tasks: {tasks}
 """
 
 
 def write_doubling_inputs(docs: list[tuple[str, str]], folder: Path, tasks: int) -> dict[str, Path]:
-    """1x: every second document by size, largest first (so both hold the largest); 2x: all."""
+    """1x: every second document by size, largest first (so both hold the largest); 2x: all.
+    Each as `tasks` JSONL files (document i in file i % tasks): one file per task."""
     by_size = sorted(docs, key=lambda d: -len(d[1]))
     halves = {"1x": by_size[::2], "2x": docs}
     recipes = {}
     for name, chosen in halves.items():
-        data = folder / f"{name}.jsonl"
-        data.write_text("".join(json.dumps({"id": k, "text": t}) + "\n" for k, t in chosen))
+        paths = [folder / f"{name}-{k}.jsonl" for k in range(tasks)]
+        for k, path in enumerate(paths):
+            path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in chosen[k::tasks]))
         recipes[name] = folder / f"{name}.yaml"
-        recipes[name].write_text(DOUBLING_RECIPE.format(path=data, tasks=tasks))
+        recipes[name].write_text(DOUBLING_RECIPE.format(paths=", ".join(map(str, paths)), tasks=tasks))
     return recipes
 
 
@@ -272,8 +274,8 @@ def main() -> None:
 
 
 def run_contender_size(recipe: Path) -> float:
-    data = recipe.with_suffix(".jsonl")
-    return sum(len(json.loads(line)["text"].encode()) for line in data.open()) / 1e6
+    files = recipe.parent.glob(f"{recipe.stem}-*.jsonl")
+    return sum(len(json.loads(line)["text"].encode()) for f in files for line in f.open()) / 1e6
 
 
 def report(runs: dict, mb: float, grown: dict, size: dict) -> None:
