@@ -50,9 +50,9 @@ def test_verdicts_do_not_depend_on_workers_or_shuffle_tasks(tmp_path):
     corpus = copies_corpus(scale=2)
     reference = stages(write_recipe(tmp_path / "a", corpus), tmp_path / "a" / "out", workers=1)
     assert _dropped(reference), "the corpus has no copies"
-    # 30 shuffle tasks: 30 exact partitions, 14 bands x 3 hash ranges
-    wide = write_recipe(tmp_path / "b", corpus, dedup="{exact: true, minhash: {threshold: 0.8}, tasks: 30}")
-    assert dict(dedup_stages(wide))["minhash_buckets"] == 42
+    # 16 shuffle tasks: 16 exact partitions, 14 bands x 2 hash ranges
+    wide = write_recipe(tmp_path / "b", corpus, dedup="{exact: true, minhash: {threshold: 0.8}, tasks: 16}")
+    assert dict(dedup_stages(wide))["minhash_buckets"] == 28
     assert stages(wide, tmp_path / "b" / "out", workers=2) == reference
     one = write_recipe(tmp_path / "c", corpus, dedup="{exact: true, minhash: {threshold: 0.8}, tasks: 1}")
     assert stages(one, tmp_path / "c" / "out", workers=2) == reference
