@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-BUDGET_BYTES = 64 << 20  # per buffer kind in a task: a sort holds it twice, so ~128 MB at most
+# Per buffer kind in a task; a flush sorts a copy, and a signature task has two kinds (exact
+# hashes, bands): at most ~128 MB of buffers in any task.
+BUDGET_BYTES = 32 << 20
 MERGE_RECORDS = 4096  # records read per file at a time by a merge
 EXACT = np.dtype([("hash", "<u8"), ("rank", "<u4"), ("pos", "<u4")])
 COPY = np.dtype([("pos", "<u4"), ("orig_rank", "<u4"), ("orig_pos", "<u4")])

@@ -89,10 +89,10 @@ def stages(recipe: Recipe, out: Path, **kw) -> dict[str, dict]:
     return verdicts(out)
 
 
-def peer(recipe: Recipe, out: Path) -> dict[str, dict]:
+def peer(recipe: Recipe, out: Path, limit: int | None = None) -> dict[str, dict]:
     """The single-process dedup the stages replaced (benchmarks/dedup.py keeps it as the peer)."""
     spec = importlib.util.spec_from_file_location("dedup_bench", REPO / "benchmarks" / "dedup.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    bench.peer_run_dedup(recipe, OutLayout(out), limit=None)
+    bench.peer_run_dedup(recipe, OutLayout(out), limit=limit)
     return verdicts(out)

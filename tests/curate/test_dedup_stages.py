@@ -36,6 +36,18 @@ def test_same_verdicts_as_the_single_process_dedup(tmp_path):
     assert OutLayout(tmp_path / "new").dedup_work.exists() is False  # scratch deleted when done
 
 
+def test_limit_reads_what_the_build_tasks_read(tmp_path):
+    """`--limit 5`: at most 3 + 2 documents of each source (tasks 0 and 1), as the build tasks
+    read them; forum's f-d and f-near-b-again (an exact copy) are never read."""
+    recipe = write_recipe(tmp_path, copies_corpus())
+    new, old = stages(recipe, tmp_path / "new", limit=5), peer(recipe, tmp_path / "old", limit=5)
+    assert new == old
+    # web: a, short (task 0), b, a-again (1); forum: f-a, f-c, f-short (0), f-near-b, f-near-c (1)
+    assert new == {"forum/00000.json": {"0": ["exact_duplicate", "web:a0"], "2": ["exact_duplicate", "web:short0"]},
+                   "forum/00001.json": {"0": ["near_duplicate", "web:b0"], "1": ["near_duplicate", "forum:f-c0"]},
+                   "web/00000.json": {}, "web/00001.json": {"1": ["exact_duplicate", "web:a0"]}}
+
+
 def test_a_chain_is_dropped_whole_where_the_old_index_kept_its_end(tmp_path):
     """A ~ B ~ C, C not similar to A: the old index compared C with kept documents only (A), so
     it kept C; the stages compare with every earlier document, so C is a near copy of B."""
