@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,7 @@ from typer.core import TyperGroup
 from mixcraft import __version__
 from mixcraft.build.executors import ExecutorOptions
 from mixcraft.build.load import load_recipe
+from mixcraft.build.publish import is_url, publish
 from mixcraft.build.run import BuildOptions, build_curriculum, submit_slurm
 from mixcraft.build.run import build as run_build
 from mixcraft.errors import UserError
@@ -25,8 +27,9 @@ from mixcraft.report.verify import verify_output
 from mixcraft.synth.cli import app as synth_app
 from mixcraft.train import run_train
 
-# Off a terminal rich assumes 80 columns; tables fold their cells rather than cut them.
-out_console = Console(width=None if sys.stdout.isatty() else 150)
+# Off a terminal rich would assume 80 columns: a pipe or a log gets 150 unless COLUMNS says
+# otherwise. Tables too wide for the width are split by column group, never cut (report/fit.py).
+out_console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 150)
 err_console = Console(stderr=True)
 
 
@@ -62,14 +65,20 @@ def main_options(version: Annotated[bool, typer.Option("--version", callback=_ve
 @app.command()
 def build(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).")],
-    out: Annotated[Path | None, typer.Option(help="Output folder; default out/<recipe name>.")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Tasks run at once (the output does not depend on it).")] = 1,
+    out: Annotated[str | None, typer.Option(help="Output folder, or an fsspec URL (s3://, gs://, file://: built in "
+                                                 "--staging, then uploaded); default out/<recipe name>.")] = None,
+    staging: Annotated[Path | None, typer.Option(help="Local folder a remote --out is built in first; default "
+                                                      "out/.staging/<recipe name>.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Tasks run at once (the output does not depend on it). Default: every local CPU; the Ray "
+                    "cluster's CPUs; no Slurm array limit.")] = None,
     executor: Annotated[str, typer.Option(help="Where tasks run: local, ray or slurm (slurm submits and returns).")]
     = "local",
     executor_opt: Annotated[list[str] | None, typer.Option(
-        help="KEY=VALUE for the executor, repeatable. ray: address, cpus_per_task, mem_per_cpu_gb. slurm: "
-             "partition (required), time, cpus_per_task, mem_per_cpu_gb, qos, job_name, env_command, "
-             "max_array_size.")] = None,
+        help="KEY=VALUE for the executor, repeatable. ray: address, cpus_per_task, mem_per_cpu_gb, tasks_per_job. "
+             "slurm: "
+             "partition (required), time, cpus_per_task, mem_per_cpu_gb, qos, tasks_per_job, job_name, "
+             "env_command, max_array_size.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Resolve the recipe and print the plan; read no data.")]
     = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Read at most N documents per source (a trial run).")]
@@ -78,6 +87,8 @@ def build(
     = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe value: KEY=VALUE, e.g. "
                                                   "total_tokens=1000000 (repeatable).")] = None,
+    progress_every: Annotated[float, typer.Option(min=0.1, help="Off a terminal (a pipe, a cluster log): a dated "
+                                                             "progress line every this many seconds.")] = 30.0,
 ) -> None:
     """Read, filter, tokenize, pack and write a recipe's mixture as MDS shards.
 
@@ -88,20 +99,28 @@ def build(
         for plan in r.stage_recipes or [r]:
             render_plan(plan, out_console)
         return
-    out = out or Path("out") / r.name
-    opts = BuildOptions(workers=workers, limit=limit, strict=strict,
+    remote = out if out and is_url(out) else None
+    out = (staging or Path("out") / ".staging" / r.name) if remote else Path(out or Path("out") / r.name)
+    opts = BuildOptions(workers=workers, limit=limit, strict=strict, progress_every_s=progress_every,
                         executor=ExecutorOptions.parse(executor, executor_opt or []))
     if r.stages:  # a curriculum: one complete output per stage, in OUT/<stage>/
         for m in build_curriculum(r, out, opts):
             render_summary(summarize(m), m, out_console)
-        out_console.print(f"wrote {out} (curriculum.json; stages {', '.join(st.name for st in r.stages)})")
+        if remote:
+            out_console.print(f"uploaded {publish(out, remote)} files to {remote}")
+        out_console.print(f"wrote {remote or out} (curriculum.json; stages {', '.join(st.name for st in r.stages)})")
         return
+    if remote and executor == "slurm":
+        raise UserError(f"--out {remote}: a Slurm build writes on every node; give a folder on the shared file "
+                        "system, then copy it to the URL")
     if executor == "slurm":
         _submit(r, out, opts)
         return
     manifest = run_build(r, out, opts)
     render_summary(summarize(manifest), manifest, out_console)
-    out_console.print(f"wrote {out} (manifest.json, recipe.resolved.yaml, {len(manifest.streams)} subsets)")
+    if remote:
+        out_console.print(f"uploaded {publish(out, remote)} files to {remote}")
+    out_console.print(f"wrote {remote or out} (manifest.json, recipe.resolved.yaml, {len(manifest.streams)} subsets)")
 
 
 def _submit(recipe, out: Path, opts: BuildOptions) -> None:
@@ -122,12 +141,15 @@ def stats(
     report: Annotated[Path | None, typer.Option(help="Write PNG plots and report.html into this folder.")] = None,
     streams: Annotated[bool, typer.Option("--streams", help="Print ProLong-style path@proportion, one a line.")]
     = False,
+    wide: Annotated[bool, typer.Option("--wide", help="One table with every column, however wide (by default a "
+                                                      "table wider than the terminal is split by column group).")]
+    = False,
 ) -> None:
     """The mixture as built: per source and bucket, actual vs target share, lengths, drops, and why.
 
     Example: mixcraft stats out/demo --report out/demo-report
     """
-    stats_command(out, as_json=as_json, report=report, streams=streams, console=out_console)
+    stats_command(out, as_json=as_json, report=report, streams=streams, console=out_console, wide=wide)
 
 
 @app.command()
@@ -152,7 +174,7 @@ def inspect(
     row: Annotated[int, typer.Option(min=0, help="Row number in the subset.")] = 0,
     chars: Annotated[int, typer.Option(min=20, help="Characters shown at each end of a piece.")] = 200,
 ) -> None:
-    """Decode one packed row and show each document piece with its span.
+    """Decode one packed row: each piece's span, its document, and whether it continues across rows.
 
     Example: mixcraft inspect out/demo --source books --row 3
     """
@@ -171,6 +193,56 @@ def train(
     Example: mixcraft train recipes/train/demo-tiny.yaml --set train.steps=5
     """
     run_train(config, overrides or [])
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[Path, typer.Argument(help="An HF Llama directory, a training run's out_dir (its hf/ "
+                                                    "export), or a DCP checkpoints/step_* folder (with --config).")],
+    data: Annotated[Path | None, typer.Option(help="A build output: validation loss, loss by position, and its "
+                                                   "text as the haystack (without it: RULER's noise sentences).")]
+    = None,
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated: passkey, niah_single, niah_multikey, "
+                                                   "niah_multivalue, variable_tracking, common_words, or FILE.jsonl "
+                                                   "(context, question, answers). Default: every synthetic task.")]
+    = None,
+    lengths: Annotated[str | None, typer.Option(help="Context lengths, e.g. 8K,16K,32K,64K (default: those within "
+                                                     "the model's context).")] = None,
+    depths: Annotated[str | None, typer.Option(help="Needle depths in [0, 1], e.g. 0,0.5,1.")] = None,
+    samples: Annotated[int | None, typer.Option(help="Samples per (task, length, depth) cell (default 2).")] = None,
+    validation_rows: Annotated[int | None, typer.Option(help="Rows per stream for validation loss (default 2; "
+                                                             "0: all).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the task samples.")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results (validation, position_loss, "
+                                                                 "tasks, meta) to this file.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write PNG plots and report.html into this folder.")] = None,
+    config: Annotated[Path | None, typer.Option(help="The train YAML of a DCP checkpoint (its model shape).")]
+    = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer (default: the build's, else the checkpoint's).")]
+    = None,
+    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+) -> None:
+    """Validation loss per source, loss by position, and offline long-context tasks by length and depth.
+
+    Example: mixcraft eval out/train/demo-tiny/hf --data out/demo --json r.json --report out/eval-report
+    """
+    # Here, not at the top: like `run_train`, so that importing the CLI does not import torch.
+    from mixcraft.eval.cli_options import eval_config, progress_printer
+    from mixcraft.eval.report import summary_lines, write_report
+    from mixcraft.train.evaluate import eval_command, write_json
+
+    cfg = eval_config(tasks=tasks, lengths=lengths, depths=depths, samples=samples, validation_rows=validation_rows,
+                      seed=seed)
+    result = eval_command(checkpoint, cfg=cfg, data=data, config=config, tokenizer=tokenizer, device=device,
+                          progress=progress_printer(err_console))
+    for line in summary_lines(result):
+        out_console.print(line, highlight=False, markup=False)
+    if json_out is not None:
+        write_json(result, json_out)
+        out_console.print(f"wrote {json_out}")
+    if report is not None:
+        write_report(result, report)
+        out_console.print(f"wrote {report}/report.html")
 
 
 app.add_typer(synth_app, name="synth", help="Synthetic long data: Self-Lengthen and long-document QA.")

@@ -290,8 +290,11 @@ class _Parser:
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             if required and name not in values and name != extra:
                 raise where.at(name).fail("required key is missing")
-        if extra is not None:
-            values[extra] = free
+        if extra is not None:  # `{type: x, k: v}` and `{type: x, args: {k: v}}` both give k
+            given = values.get(extra) or {}
+            if twice := sorted(set(given) & set(free)):
+                raise where.at(twice[0]).fail(f"given twice, at the top and under `{extra}`; keep one")
+            values[extra] = {**given, **free}
         try:
             return cls(**values)
         except Invalid as bad:

@@ -31,6 +31,7 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
 from loguru import logger
 
+from mixcraft.build.slurm import slurm_executor
 from mixcraft.errors import UserError
 
 EXECUTORS = ("local", "ray", "slurm")
@@ -41,13 +42,15 @@ OPTIONS: dict[str, dict[str, tuple[type, Any, str]]] = {
         "address": (str, None, "Ray cluster address (default: RAY_ADDRESS, else start a local instance)"),
         "cpus_per_task": (int, 1, "CPUs reserved per task"),
         "mem_per_cpu_gb": (float, 2.0, "memory reserved per CPU, GB"),
+        "tasks_per_job": (int, 0, "build tasks one Ray task runs in one process (0: about 4 rounds per worker)"),
     },
     "slurm": {
         "partition": (str, None, "Slurm partition (required)"),
         "time": (str, "24:00:00", "time limit per array task"),
         "cpus_per_task": (int, 1, "CPUs per task (tokenization uses one)"),
         "mem_per_cpu_gb": (int, 4, "memory per CPU, GB (a 512K-row task peaks under 2 GB)"),
-        "qos": (str, "normal", "Slurm QOS"),
+        "qos": (str, None, "Slurm QOS (default: the partition's)"),
+        "tasks_per_job": (int, 1, "build tasks one array job runs in one process (pays start-up once)"),
         "job_name": (str, "mixcraft", "job name prefix"),
         "env_command": (str, None, "shell line that sets up Python on the node (default: put this "
                         "interpreter's bin folder first on PATH)"),
@@ -127,107 +130,109 @@ class LocalExecutor(LocalPipelineExecutor):
             logger.remove()
 
     def _run_forked(self, ranks: list[int]) -> list[PipelineStats]:
-        """Each task in a fresh process forked from this one, at most `workers` at once.
+        """The tasks on `workers` processes forked from this one; each runs task after task.
 
-        "fork": a process starts in milliseconds and inherits the imports and the tokenizer the
-        parent loaded ("forkserver" re-imports torch and friends: ~9 s each). One process per
-        task: a worker's memory is that task's alone, never the high-water mark of the tasks
-        before it, so peak RSS stays flat as a corpus grows. (A Pool with maxtasksperchild=1
-        would do the same, but hung here when replacing a worker.) The first failure stops the
-        build: running tasks are killed, and its exception is raised here."""
+        "fork": a worker starts in milliseconds and inherits the imports and the tokenizer this
+        process loaded, so start-up is paid once per build, not once per task (a task of a few
+        documents costs milliseconds, so a recipe may declare thousands). A worker frees each
+        task's data before the next, so its memory is the largest task's, not their sum. The
+        first failure stops the build: the workers are killed, and its exception is raised here."""
         import multiprocess
         from multiprocess.connection import wait
 
         ctx, parent = multiprocess.get_context("fork"), os.getpid()
-        todo, running, stats, error = list(ranks), {}, [], None
+        todo, stats, error = list(ranks), [], None
+        workers: dict = {}  # result pipe -> (task pipe, process, rank running or None)
         try:
-            while running or (todo and error is None):
-                while todo and error is None and len(running) < self.workers:
-                    rank = todo.pop(0)
-                    recv, send = ctx.Pipe(duplex=False)
-                    proc = ctx.Process(target=self._child, args=(rank, send, parent))
-                    proc.start()
-                    send.close()
-                    running[recv] = (rank, proc)
-                for conn in wait(list(running)):
-                    rank, proc = running.pop(conn)
+            for _ in range(min(self.workers, len(todo))):
+                tasks_recv, tasks_send = ctx.Pipe(duplex=False)
+                results_recv, results_send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=self._worker, args=(tasks_recv, results_send, parent))
+                proc.start()
+                tasks_recv.close()
+                results_send.close()
+                workers[results_recv] = [tasks_send, proc, None]
+            for w in workers.values():
+                w[2] = todo.pop(0) if todo else None
+                w[0].send(w[2])
+            while any(w[2] is not None for w in workers.values()):
+                for conn in wait([c for c, w in workers.items() if w[2] is not None]):
+                    w = workers[conn]
                     try:
                         kind, payload = conn.recv()
                     except EOFError:  # killed, or crashed in C code
                         kind, payload = "error", RuntimeError(
-                            f"build task {rank} died (exit code {proc.exitcode}); its log: "
-                            f"{self.logging_dir.path}/logs/task_{rank:05d}.log")
-                    proc.join()
+                            f"build task {w[2]} died (exit code {w[1].exitcode}); its log: "
+                            f"{self.logging_dir.path}/logs/task_{w[2]:05d}.log")
                     if kind == "ok":
                         stats.append(payload)
                     elif error is None:
                         error = payload
+                    w[2] = todo.pop(0) if todo and error is None else None
+                    if w[1].is_alive():
+                        w[0].send(w[2])
             if error is not None:
                 raise error
             return stats
         finally:
-            for _, proc in running.values():
+            for _, proc, _ in workers.values():
                 proc.kill()
                 proc.join()
 
-    def _child(self, rank: int, conn, parent: int) -> None:
+    def _worker(self, tasks, results, parent: int) -> None:
+        """Run the ranks sent on `tasks` until None comes; each task's console output goes to its
+        log file. Exits without interpreter teardown: the OS frees the memory anyway."""
         die_with_parent(parent)
-        try:
-            # This process is the task's own: its console output goes to the task's log file.
-            path = os.path.join(self.logging_dir.path, "logs", f"console_{rank:05d}.log")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            sink = open(path, "a")  # noqa: SIM115 (open for the rest of this process's life)
-            os.dup2(sink.fileno(), 2)
-            sys.stderr = sink  # datatrove's task logger writes to sys.stderr
-            conn.send(("ok", self._run_for_rank(rank)))
-        except BaseException as exc:  # sent to the parent, which raises it
-            conn.send(("error", exc))
-        finally:
-            conn.close()
+        while (rank := tasks.recv()) is not None:
+            try:
+                path = os.path.join(self.logging_dir.path, "logs", f"console_{rank:05d}.log")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "a") as sink:
+                    os.dup2(sink.fileno(), 2)
+                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (datatrove's task logger writes here)
+                results.send(("ok", self._run_for_rank(rank)))
+            except BaseException as exc:  # sent to the parent, which raises it
+                results.send(("error", exc))
+        results.close()
+        os._exit(0)
 
 
-def make_executor(options: ExecutorOptions, pipeline: list, *, tasks: int, workers: int, logging_dir: Path,
+def local_cpus() -> int:
+    """CPUs this process may use (its affinity mask, which a cgroup or taskset narrows)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def make_executor(options: ExecutorOptions, pipeline: list, *, tasks: int, workers: int | None, logging_dir: Path,
                   name: str = "mixcraft", depends: Any = None):
-    """A datatrove executor of `options.kind` over `tasks` tasks, at most `workers` at once."""
+    """A datatrove executor of `options.kind` over `tasks` tasks, at most `workers` at once.
+    `workers=None` takes what is there: local CPUs, the Ray cluster's CPUs, no Slurm array limit."""
     kind = options.kind
     opts = options.settings or parse_executor_opts(kind, [])
-    workers = max(1, min(workers, tasks))
     if kind == "local":
-        return LocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
+        n = min(workers or local_cpus(), tasks)
+        return LocalExecutor(pipeline, tasks=tasks, workers=max(1, n), logging_dir=str(logging_dir),
                              skip_completed=True)
     if kind == "ray":
-        return _ray_executor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, opts=opts)
-    return _slurm_executor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, opts=opts,
-                           name=name, depends=depends)
+        return ray_executor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, opts=opts)
+    return slurm_executor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, opts=opts, name=name,
+                          depends=depends)
 
 
-def _ray_executor(pipeline: list, *, tasks: int, workers: int, logging_dir: Path, opts: dict[str, Any]):
+def ray_executor(pipeline: list, *, tasks: int, workers: int | None, logging_dir: Path, opts: dict[str, Any]):
     try:
         import ray
+        from datatrove.executor.ray import RayPipelineExecutor
     except ImportError:
-        raise UserError("--executor ray needs Ray: pip install 'ray[default]==2.60.0' (then re-run)") from None
-    from datatrove.executor.ray import RayPipelineExecutor
-
+        raise UserError("--executor ray needs Ray: pip install 'mixcraft[ray]' (then re-run)") from None
     if not ray.is_initialized():
         # Workers must import this mixcraft, also when it runs from a source checkout.
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         ray.init(address=opts["address"], runtime_env={"env_vars": {"PYTHONPATH": path}},
                  log_to_driver=False, configure_logging=False)
-    return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
-                               skip_completed=True, cpus_per_task=opts["cpus_per_task"],
-                               mem_per_cpu_gb=opts["mem_per_cpu_gb"])
-
-
-def _slurm_executor(pipeline: list, *, tasks: int, workers: int, logging_dir: Path, opts: dict[str, Any],
-                    name: str, depends: Any):
-    from datatrove.executor import SlurmPipelineExecutor
-
-    env_command = opts["env_command"] or f"export PATH={Path(sys.executable).parent}:$PATH"
-    return SlurmPipelineExecutor(
-        pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir), skip_completed=True,
-        time=opts["time"], partition=opts["partition"], cpus_per_task=opts["cpus_per_task"],
-        mem_per_cpu_gb=opts["mem_per_cpu_gb"], qos=opts["qos"], job_name=f"{opts['job_name']}-{name}",
-        env_command=env_command, max_array_size=opts["max_array_size"], depends=depends,
-        slurm_logs_folder=str(logging_dir / "slurm_logs"),
-    )
+    if workers is None:  # every CPU of the cluster, one task per `cpus_per_task`
+        workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // opts["cpus_per_task"])
+    per_job = opts["tasks_per_job"] or max(1, tasks // (4 * workers))
+    return RayPipelineExecutor(pipeline, tasks=tasks, workers=max(1, min(workers, tasks)),
+                               logging_dir=str(logging_dir), skip_completed=True, cpus_per_task=opts["cpus_per_task"],
+                               mem_per_cpu_gb=opts["mem_per_cpu_gb"], tasks_per_job=per_job)

@@ -6,6 +6,7 @@ Merging is idempotent, so a build killed here and re-run ends with the same byte
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from mixcraft import __version__
@@ -21,11 +22,12 @@ from mixcraft.core.manifest import (
     RecipeRef,
     SourceSummary,
     Stream,
+    SubsetPart,
     TokenizerInfo,
     write_manifest,
 )
 from mixcraft.core.mixture import source_budget
-from mixcraft.core.outdir import OutLayout
+from mixcraft.core.outdir import VAL_DIR, OutLayout
 from mixcraft.core.pack import subset_has_mask
 from mixcraft.core.recipe import Recipe, Source
 from mixcraft.core.tokenize import load_tokenizer
@@ -44,14 +46,19 @@ def finalize(recipe: Recipe, out: Path) -> Manifest:
         raise UserError(f"{out}: {len(missing)} task(s) did not finish ({', '.join(missing[:5])}); their logs are "
                         f"in {layout.logs / 'logs'}; re-run the same command to resume")
     streams, ledgers, sources, shards, indexes = [], {}, {}, {}, {}
+    trial = json.loads(layout.stamp.read_text()).get("limit") is not None if layout.stamp.is_file() else False
     for source in recipe.sources:
         results = read_task_results(recipe, source, out)
         ledgers[source.name] = parse(LedgerSummary, merge_ledgers([r.ledger for r in results]), Where("ledger"))
         sources[source.name] = summarize_source(recipe, source, results)
+        if not trial:  # a --limit trial may read too little to fill a row; that is no fault of the input
+            check_not_empty(recipe, source, ledgers[source.name], results)
         for stream in source_streams(recipe, source, results):
-            merge_subset(layout.subset(stream.path))
-            shards[stream.path] = shard_files(layout.subset(stream.path))
-            indexes[stream.path] = index_sha256(layout.subset(stream.path))
+            subsets = [stream.path] + ([stream.validation.path] if stream.validation else [])
+            for rel in subsets:
+                merge_subset(layout.subset(rel))
+                shards[rel] = shard_files(layout.subset(rel))
+                indexes[rel] = index_sha256(layout.subset(rel))
             streams.append(stream)
     manifest = Manifest(
         manifest_version=MANIFEST_VERSION, mixcraft_version=__version__,
@@ -78,13 +85,16 @@ def source_streams(recipe: Recipe, source: Source, results: list[TaskResult]) ->
         else:  # buckets of one source share its proportion by the tokens each received
             proportion = source.proportion * (totals["tokens"] / src_tokens if src_tokens else 1 / len(source.buckets))
         stats = merge_bucket_stats(parts)
+        held = [r.validation[b.name] for r in results if b.name in r.validation]
+        validation = SubsetPart(path=f"{source.name}/{b.name}/{VAL_DIR}", **{k: sum(h[k] for h in held)
+                                for k in ("rows", "tokens", "docs")}) if held else None
         streams.append(Stream(
             source=source.name, bucket=b.name, path=f"{source.name}/{b.name}", proportion=proportion,
             target_proportion=b.proportion if b.proportion is not None else source.proportion,
             target_tokens=recipe.total_tokens * proportion if recipe.total_tokens else None,
             domain=source.name, mask=subset_has_mask(source.packing, b.min_tokens, chat), packing=source.packing,
             **totals, doc_lengths=Histogram(**stats["doc_lengths"]), row_pieces=Histogram(**stats["row_pieces"]),
-            row_fill_pct=stats["row_fill_pct"]))
+            row_fill_pct=stats["row_fill_pct"], validation=validation))
     return streams
 
 
@@ -100,3 +110,16 @@ def summarize_source(recipe: Recipe, source: Source, results: list[TaskResult]) 
         tokens_repeated=sum(m.get("tokens_repeated", 0) for m in mix),
         tasks=len(results), tasks_budget_reached=sum(bool(r.ledger["budget_reached"]) for r in results),
         seen_lengths=Histogram(**merge_dicts(r.seen_lengths for r in results)))
+
+
+def check_not_empty(recipe: Recipe, source: Source, ledger: LedgerSummary, results: list[TaskResult]) -> None:
+    """A source that packed no row fails the build (StreamingDataset and ProLong's loader refuse
+    an empty stream), naming why its input gave nothing, unless the recipe marks it optional."""
+    if source.optional or any(r.buckets[b.name]["rows"] for r in results for b in source.buckets):
+        return
+    counts = {**ledger.notes, **ledger.docs.dropped}
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    why = "; ".join(f"{n:,} {reason}" + (f" (e.g. {ledger.examples[reason][0]})" if ledger.examples.get(reason)
+                                         else "") for reason, n in top) or "its input held no document"
+    raise UserError(f"{recipe.path}: sources[{source.name}]: 0 rows: {why}; fix its input, or set `optional: true` "
+                    "on the source to build without it")

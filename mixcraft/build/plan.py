@@ -21,6 +21,16 @@ def plan_tasks(recipe: Recipe) -> list[TaskSpec]:
     return [TaskSpec(s.name, t, s.tasks) for s in recipe.sources for t in range(s.tasks)]
 
 
+def stage_plan(recipe: Recipe) -> list[tuple[str, int]]:
+    """Every stage the build runs and its fan-out, in order (what `--dry-run` prints as
+    `stage <name>: <N> tasks`). Only the final index merge and manifest is one task."""
+    stages = [(f"{s.name} partition", s.reader.partition_tasks(s.tasks)) for s in recipe.sources
+              if hasattr(s.reader, "partition_tasks")]
+    stages.append(("tasks", sum(s.tasks for s in recipe.sources)))
+    stages.append(("finalize", 1))
+    return stages
+
+
 def split_limit(limit: int | None, task: int, n_tasks: int) -> int | None:
     """`--limit N` documents per source, shared out over its tasks."""
     if limit is None:

@@ -27,9 +27,8 @@ import numpy as np
 from mixcraft.core.manifest import Manifest, Premix, PremixStream
 from mixcraft.core.mixture import unit_hash
 from mixcraft.core.outdir import PREMIX_DIR, OutLayout
-from mixcraft.core.pack import Row
 from mixcraft.core.recipe import Recipe
-from mixcraft.mds import SubsetReader, SubsetWriter, index_sha256, shard_files
+from mixcraft.mds import SubsetReader, SubsetWriter, index_sha256, row_of, shard_files
 
 
 def premix_counts(rows: list[int], proportions: list[float]) -> list[int]:
@@ -76,18 +75,18 @@ def write_premix(recipe: Recipe, out: Path, manifest: Manifest) -> Manifest:
     with_mask = any(s.mask for s in manifest.streams)
     layout = OutLayout(out)
     writer = SubsetWriter(layout.subset(PREMIX_DIR), domain=PREMIX_DIR, with_mask=with_mask,
-                          compression=recipe.output.compression, size_limit=recipe.output.shard_size_bytes)
+                          compression=recipe.output.compression, size_limit=recipe.output.shard_size_bytes,
+                          doc_ids=recipe.output.doc_ids)
     readers = [SubsetReader(layout.subset(s.path)) for s in streams]
     taken, tokens = [0] * len(streams), [0] * len(streams)
     for i in interleave_order(counts).tolist():
         r = readers[i].row(int(picks[i][taken[i]]))
-        ids = np.asarray(r["input_ids"], dtype=np.uint32)
-        mask = None
-        if with_mask:
-            mask = np.asarray(r["mask"], dtype=np.uint8) if "mask" in r else np.ones(len(ids), dtype=np.uint8)
-        writer.write(Row(ids, np.asarray(r["indices"], dtype=np.uint32), mask), domain=r["domain"])
+        row = row_of(r)  # with its document ids, when the subset has them
+        if with_mask and row.mask is None:
+            row.mask = np.ones(len(row.input_ids), dtype=np.uint8)
+        writer.write(row, domain=r["domain"])
         taken[i] += 1
-        tokens[i] += len(ids)
+        tokens[i] += len(row.input_ids)
     writer.finish()
     del readers
     total_p = sum(s.proportion for s in streams) or 1.0

@@ -1,7 +1,9 @@
 """Passes over whole sources that must finish before the per-source tasks start.
 
-- a reader's own pass (`Reader.prepare`): the `code_files` reader hash-partitions its rows by
-  repository so that each task can group whole repositories;
+- a reader's own pass (`Reader.prepare`, collected by `reader_stages`): a hub dataset's data
+  files are resolved once; the `code_files` reader's map stage hash-partitions its rows by
+  repository so that each task can group whole repositories (a `PrepareStage`: datatrove
+  ranks that an executor can fan out, then a finish on the driver);
 - cross-source dedup (`curate/dedup.py`), when the recipe has a `dedup:` block: stages of
   tasks on the build's executor (signatures, exact partitions, MinHash bands, verdicts); each
   later copy of a text gets a verdict naming the original; tasks drop them by position.
@@ -31,19 +33,41 @@ from mixcraft.curate.dedup import dedup_inputs, dedup_job, dedup_pipeline
 from mixcraft.curate.dedup_files import BUDGET_BYTES
 from mixcraft.curate.minhash import warm_tokenizer
 from mixcraft.readers import make_reader
+from mixcraft.readers.base import PrepareStage
 
 
 def prepare_sources(recipe: Recipe, out: Path, *, limit: int | None, strict: bool,
-                    executor: ExecutorOptions = ExecutorOptions(), workers: int = 1):
-    """Returns, on Slurm, the dedup stages' last executor (the build tasks must depend on it)."""
+                    executor: ExecutorOptions = ExecutorOptions(), workers: int | None = None) -> list | None:
+    """The passes before the tasks: each reader's fan-out stage on the build's executor (its ranks
+    at once, `workers` at a time; finished ranks are skipped on a re-run), then dedup's stages.
+    On Slurm the reader stages run here, on the submitting node (their finish needs their ranks
+    done), and the dedup stages come back unsubmitted: their executors, each depending on the one
+    before; the build's task array must depend on the last. Elsewhere: None."""
     layout = OutLayout(out)
-    for source in recipe.sources:
-        folder = layout.prepare(source.name)
-        reader = make_reader(source.name, source.reader, Ledger(source.name, strict=strict), work_dir=folder)
-        reader.prepare(folder, source.tasks)
+    on_slurm = executor.kind == "slurm"
+    for stage in reader_stages(recipe, layout, strict=strict):
+        ex = make_executor(ExecutorOptions() if on_slurm else executor, [stage.step], tasks=stage.world_size,
+                           workers=None if on_slurm else workers,
+                           logging_dir=layout.work / "datatrove-prepare" / stage.name, name=f"{recipe.name}-{stage.name}")
+        ex.run()
+        stage.finish()
     if recipe.dedup:
         return run_dedup(recipe, layout, limit=limit, executor=executor, workers=workers)
     return None
+
+
+def reader_stages(recipe: Recipe, layout: OutLayout, *, strict: bool) -> list[PrepareStage]:
+    """Each reader's driver-side preparation (a hub dataset's data files resolved once), and the
+    fan-out passes that must run before the tasks (`code_files`' map stage: `stage.world_size`
+    ranks of `stage.step`, then `stage.finish()`); a pass that already finished is left out."""
+    stages = []
+    for source in recipe.sources:
+        folder = layout.prepare(source.name)
+        reader = make_reader(source.name, source.reader, Ledger(source.name, strict=strict), work_dir=folder)
+        stage = reader.prepare(folder, source.tasks)
+        if stage is not None:
+            stages.append(stage)
+    return stages
 
 
 @dataclass(frozen=True)
@@ -66,11 +90,11 @@ class TaskStream:
 
 
 def run_dedup(recipe: Recipe, layout: OutLayout, *, limit: int | None, executor: ExecutorOptions = ExecutorOptions(),
-              workers: int = 1, budget_bytes: int = BUDGET_BYTES):
+              workers: int | None = None, budget_bytes: int = BUDGET_BYTES) -> list | None:
     """The dedup stages (curate/dedup.py), each a fan-out of tasks on the executor, resumed
     task by task after a kill. Local and Ray: runs them, leaves the verdicts, deletes the
-    scratch files, returns None. Slurm: submits nothing yet and returns the last stage's
-    executor, each stage depending on the one before; the build's task array depends on it."""
+    scratch files, returns None. Slurm: submits nothing yet and returns the stages' executors,
+    each depending on the one before (the build's task array must depend on the last)."""
     folder, identity = layout.dedup_dir, {"recipe_sha256": recipe.digest(), "limit": limit}
     done, started = folder / "done.json", folder / "started.json"
     if _holds(done, identity):
@@ -84,14 +108,15 @@ def run_dedup(recipe: Recipe, layout: OutLayout, *, limit: int | None, executor:
                     layout.dedup_logs("task_stats"), budget_bytes=budget_bytes)
     if recipe.dedup.minhash and executor.kind == "local":
         warm_tokenizer()  # once here, not in every forked task (~2 s each)
-    previous = None
+    executors = []
     for name, step, tasks in dedup_pipeline(job):
-        previous = make_executor(executor, [step], tasks=tasks, workers=workers, logging_dir=layout.dedup_logs(name),
-                                 name=f"{recipe.name}-{name}", depends=previous)
+        executors.append(make_executor(executor, [step], tasks=tasks, workers=workers,
+                                       logging_dir=layout.dedup_logs(name), name=f"{recipe.name}-{name}",
+                                       depends=executors[-1] if executors else None))
         if executor.kind != "slurm":
-            previous.run()
+            executors[-1].run()
     if executor.kind == "slurm":
-        return previous
+        return executors
     write_atomic(done, json.dumps(identity))
     shutil.rmtree(layout.dedup_work, ignore_errors=True)  # ~2 KB per document, no longer needed
     return None

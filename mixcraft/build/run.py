@@ -18,14 +18,16 @@ stage as a complete output of its own in OUT/<stage>/.
 
 from __future__ import annotations
 
+import errno
 import json
-import sys
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
+from rich.console import Console
 
 from mixcraft import __version__
 from mixcraft.build.executors import ExecutorOptions, make_executor
@@ -33,9 +35,11 @@ from mixcraft.build.finalize import finalize
 from mixcraft.build.load import check_inputs, write_resolved
 from mixcraft.build.plan import plan_tasks
 from mixcraft.build.prepare import prepare_sources
-from mixcraft.build.progress import run_with_progress
+from mixcraft.build.progress import Plan, Reporter, run_with_progress
+from mixcraft.build.slurm import record_jobs, refuse_if_queued
 from mixcraft.build.task import TaskStep
 from mixcraft.core.manifest import Curriculum, CurriculumStage, Manifest, RecipeRef, write_curriculum
+from mixcraft.core.mixture import source_budget
 from mixcraft.core.outdir import WORK_DIR, OutLayout, lock_folder, write_atomic
 from mixcraft.core.recipe import Recipe
 from mixcraft.core.tokenize import load_tokenizer
@@ -46,11 +50,12 @@ from mixcraft.errors import UserError
 class BuildOptions:
     """How to run a build; none of it changes the output."""
 
-    workers: int = 1
+    workers: int | None = None  # tasks at once; None: every local CPU, the Ray cluster's CPUs, no Slurm limit
     limit: int | None = None  # documents per source (a trial build); part of the build's identity
     strict: bool = False
     executor: ExecutorOptions = ExecutorOptions()
-    show_progress: bool = True
+    show_progress: bool = True  # stage lines, and bars (terminal) or dated progress lines (pipe, log)
+    progress_every_s: float = 30.0  # off a terminal, a progress line this often
 
 
 class FinalizeStep(PipelineStep):
@@ -106,21 +111,46 @@ def locked_out(recipe: Recipe, out: Path, *, limit: int | None) -> Iterator[None
         yield
 
 
+@contextmanager
+def disk_full_is_one_line(out: Path) -> Iterator[None]:
+    """No space left on the device: one line with the folder and what is free, not a traceback.
+    Nothing half-written counts as done (parts are rewritten, results written atomically), so
+    the same command resumes once there is room."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        where = Path(exc.filename) if exc.filename else out
+        usage = shutil.disk_usage(out if out.exists() else out.parent)
+        raise UserError(f"{where}: no space left on device ({usage.free / 2**20:,.1f} MiB free of "
+                        f"{usage.total / 2**20:,.1f} MiB); free space, then re-run the same command to resume") \
+            from None
+
+
 def build(recipe: Recipe, out: Path, opts: BuildOptions = BuildOptions()) -> Manifest:
     """Run every task (skipping those a previous run finished), then merge. For Slurm, see
     `submit_slurm`."""
+    with disk_full_is_one_line(out):
+        return _build(recipe, out, opts)
+
+
+def _build(recipe: Recipe, out: Path, opts: BuildOptions) -> Manifest:
     check_inputs(recipe)
     # Before OUT is touched: a missing Ray must not leave a half-made folder behind.
     ex = task_executor(recipe, out, opts)
+    report = Reporter(every_s=opts.progress_every_s) if opts.show_progress else Reporter(Console(quiet=True))
+    plan = Plan(budgets={s.name: source_budget(recipe, s) for s in recipe.sources},
+                tasks={s.name: s.tasks for s in recipe.sources})
     with locked_out(recipe, out, limit=opts.limit):
-        prewarm(recipe)
-        prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict, executor=opts.executor,
-                        workers=opts.workers)
-        if opts.show_progress and sys.stderr.isatty():
-            run_with_progress(ex, recipe, OutLayout(out).progress_dir)
-        else:
-            ex.run()
-        return finalize(recipe, out)
+        with report.stage("prepare", "tokenizer, repository grouping, dedup"):
+            prewarm(recipe)
+            prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict, executor=opts.executor,
+                            workers=opts.workers)
+        with report.stage("tasks", f"{sum(plan.tasks.values())} tasks, {ex.workers} at once"):
+            run_with_progress(ex.run, plan, OutLayout(out).progress_dir, report)
+        with report.stage("finalize", "merge indexes, write manifest.json"):
+            return finalize(recipe, out)
 
 
 def build_curriculum(recipe: Recipe, out: Path, opts: BuildOptions = BuildOptions()) -> list[Manifest]:
@@ -148,20 +178,20 @@ def submit_slurm(recipe: Recipe, out: Path, opts: BuildOptions) -> SlurmJobs:
     """Submit the build as a Slurm job array, and `finalize` as a job that starts when every
     array task has succeeded. Re-running submits only unfinished tasks."""
     check_inputs(recipe)
+    layout = OutLayout(out)
     with locked_out(recipe, out, limit=opts.limit):
-        # Reader passes on this node; dedup stages as job arrays the task array depends on.
+        refuse_if_queued(layout.slurm_jobs)
+        # Reader passes on this node; dedup stages as job arrays that the task array depends on.
         dedup = prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict, executor=opts.executor,
-                                workers=opts.workers)
-        ex = task_executor(recipe, out, opts, depends=dedup)
+                                workers=opts.workers) or []
+        ex = task_executor(recipe, out, opts, depends=dedup[-1] if dedup else None)
         fin = make_executor(opts.executor, [FinalizeStep(recipe, out)], tasks=1, workers=1,
-                            logging_dir=OutLayout(out).finalize_logs, name=f"{recipe.name}-finalize", depends=ex)
+                            logging_dir=layout.finalize_logs, name=f"{recipe.name}-finalize", depends=ex)
         fin.run()  # launches `ex` first, then itself with --dependency=afterok:<ex's job id>
-        return SlurmJobs(tasks=ex.job_id, finalize=fin.job_id, script=OutLayout(out).logs / "launch_script.slurm")
+        record_jobs(layout.slurm_jobs, [*(d.job_id for d in dedup), ex.job_id, fin.job_id])
+        return SlurmJobs(tasks=ex.job_id, finalize=fin.job_id, script=layout.logs / "launch_script.slurm")
 
 
 def prewarm(recipe: Recipe) -> None:
-    """Import streaming (torch, transformers: ~9 s) and load the tokenizer (~1 s) once here, so
-    forked local workers inherit both instead of paying for them again."""
-    import streaming  # noqa: F401
-
-    load_tokenizer(recipe.tokenizer)
+    """Load the tokenizer and build its encoder once here, so forked local workers inherit both."""
+    load_tokenizer(recipe.tokenizer).encode("warm up")

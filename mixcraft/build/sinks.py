@@ -76,6 +76,6 @@ class BucketSink:
     def _rows(self, rows: Iterable[Row]) -> Iterator[BucketRow]:
         for row in rows:
             self.emitted += len(row.input_ids)
-            self.row_stats.add(len(row.input_ids), len(row.spans))
+            self.row_stats.add(len(row.input_ids) - row.padding, len(row.spans) - (1 if row.padding else 0))
             self.counts["padding"] += row.padding
             yield BucketRow(self.bucket.name, row)

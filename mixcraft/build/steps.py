@@ -28,7 +28,7 @@ from mixcraft.core.ledger import Ledger
 from mixcraft.core.lengths import LengthHistogram
 from mixcraft.core.mixture import doc_repeat, in_stage, unit_hash
 from mixcraft.core.pack import TokDoc
-from mixcraft.core.recipe import Source, StageInfo
+from mixcraft.core.recipe import Source, StageInfo, Validation
 from mixcraft.core.tokenize import Tok
 from mixcraft.curate.filters import Filter
 from mixcraft.mds import SubsetWriter
@@ -190,6 +190,57 @@ class FilterTokens(Step):
                 yield doc
             else:
                 self.ledgers.of(doc.pass_no).drop(reason, where=doc.doc_id, tokens=len(doc.ids))
+
+
+class HoldOut(Step):
+    """With a recipe `validation:` block, keep back each document whose seeded hash falls under
+    the fraction (up to the task's share of `max_docs`): pack it into its bucket's validation
+    part and count it as `held_out`; later read passes skip it too, so no held-out document is
+    ever trained on."""
+
+    name = "hold out"
+
+    def __init__(self, validation: Validation | None, seed: int, source: str, ledgers: TaskLedgers,
+                 sinks: list[BucketSink], writers: dict[str, SubsetWriter], cap: int | None):
+        super().__init__()
+        self.validation, self.seed, self.source, self.ledgers = validation, seed, source, ledgers
+        self.sinks, self.writers, self.cap = sinks, writers, cap
+        self.held: set[str] = set()
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[TokDoc]:
+        for doc in data:
+            if self.validation is None or not self._hold(doc):
+                yield doc
+                continue
+            if doc.pass_no == 0:
+                self.ledgers.main.drop("held_out", where=doc.doc_id, tokens=len(doc.ids))
+                self._pack(doc)
+
+    def _hold(self, doc: TokDoc) -> bool:
+        if doc.doc_id in self.held:
+            return True
+        if doc.pass_no > 0 or (self.cap is not None and len(self.held) >= self.cap):
+            return False
+        if unit_hash(self.seed, self.source, doc.doc_id, "validation") < self.validation.fraction:
+            self.held.add(doc.doc_id)
+            return True
+        return False
+
+    def _pack(self, doc: TokDoc) -> None:
+        sink = next((s for s in self.sinks if len(doc.ids) >= s.bucket.min_tokens), None)
+        if sink is not None:  # shorter than every bucket: it would not have been trained on either
+            for item in sink.add(doc):
+                self.writers[item.bucket].write(item.row)
+
+    def finish(self) -> dict[str, dict]:
+        """Flush the validation packers and writers; their counts per bucket."""
+        for sink in self.sinks:
+            for item in sink.finish():
+                self.writers[item.bucket].write(item.row)
+        for writer in self.writers.values():
+            writer.finish()
+        return {s.bucket.name: {**self.writers[s.bucket.name].counts(), "docs": s.counts["docs"]}
+                for s in self.sinks}
 
 
 class Sample(Step):

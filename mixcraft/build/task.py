@@ -15,13 +15,14 @@ from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
-from mixcraft.build.plan import TaskSpec, plan_tasks, task_doc_cap
+from mixcraft.build.plan import TaskSpec, plan_tasks, split_limit, task_doc_cap
 from mixcraft.build.progress import TaskProgress
 from mixcraft.build.sinks import BucketSink
 from mixcraft.build.steps import (
     DropDuplicates,
     FilterText,
     FilterTokens,
+    HoldOut,
     KeepStage,
     PackRows,
     ReadSource,
@@ -50,6 +51,7 @@ class TaskResult:
 
     ledger: dict
     buckets: dict[str, dict]
+    validation: dict[str, dict]  # bucket -> rows, tokens, pieces, docs of the held-out part (empty: no split)
     mixture: dict[str, int]
     seen_lengths: dict
 
@@ -88,11 +90,36 @@ def task_pipeline(recipe: Recipe, spec: TaskSpec, out: Path, ledger: Ledger, *, 
         FilterText(filters, ledgers),
         Tokenize(tok, ledgers, add_bos=recipe.add_bos, add_eos=recipe.add_eos),
         FilterTokens(filters, ledgers),
+        _hold_out(recipe, source, spec, layout, ledgers, pad_token_id(tok)),
         Sample(source, recipe.seed, ledgers, progress),
         PackRows(sinks, ledger),
         WriteRows(_writers(recipe, source, spec, layout)),
     ]
     return steps, progress
+
+
+def _hold_out(recipe: Recipe, source: Source, spec: TaskSpec, layout: OutLayout, ledgers: TaskLedgers,
+              pad_id: int) -> HoldOut:
+    """The validation split's step: its own packers (best-fit in whole-document buckets, so a
+    small held-out set is not lost to a final partial row) and writers, and a private ledger
+    (held-out documents are counted `held_out` in the task's)."""
+    val = recipe.validation
+    if val is None:
+        return HoldOut(None, recipe.seed, source.name, ledgers, [], {}, None)
+    scratch = Ledger(source.name)
+    sinks = [BucketSink(b, recipe.seq_len, scratch, None, packing="best_fit" if b.min_tokens == 0 else source.packing,
+                        with_mask=_val_mask(source, b.min_tokens), pad_id=pad_id) for b in source.buckets]
+    writers = {b.name: SubsetWriter(layout.val_part(source.name, b.name, spec.task), domain=source.name,
+                                    with_mask=_val_mask(source, b.min_tokens), compression=recipe.output.compression,
+                                    size_limit=recipe.output.shard_size_bytes,
+                                    doc_ids=recipe.output.doc_ids) for b in source.buckets}
+    cap = split_limit(val.max_docs, spec.task, spec.n_tasks)
+    return HoldOut(val, recipe.seed, source.name, ledgers, sinks, writers, cap)
+
+
+def _val_mask(source: Source, min_tokens: int) -> bool:
+    return subset_has_mask("best_fit" if min_tokens == 0 else source.packing, min_tokens,
+                           isinstance(source.reader, ChatConfig))
 
 
 def _with_mask(source: Source, min_tokens: int) -> bool:
@@ -102,7 +129,7 @@ def _with_mask(source: Source, min_tokens: int) -> bool:
 def _writers(recipe: Recipe, source: Source, spec: TaskSpec, layout: OutLayout) -> dict[str, SubsetWriter]:
     return {b.name: SubsetWriter(layout.task_part(source.name, b.name, spec.task), domain=source.name,
                                  with_mask=_with_mask(source, b.min_tokens), compression=recipe.output.compression,
-                                 size_limit=recipe.output.shard_size_bytes)
+                                 size_limit=recipe.output.shard_size_bytes, doc_ids=recipe.output.doc_ids)
             for b in source.buckets}
 
 
@@ -124,9 +151,9 @@ def run_task(recipe: Recipe, spec: TaskSpec, out: Path, *, limit: int | None, st
     steps, progress = task_pipeline(recipe, spec, out, ledger, limit=limit)
     run_pipeline(steps)
     ledger.close()
-    read, sample, pack, write = steps[0], steps[6], steps[7], steps[8]
+    read, hold, sample, pack, write = steps[0], steps[6], steps[7], steps[8], steps[9]
     buckets = {s.bucket.name: {**write.writers[s.bucket.name].counts(), **s.to_dict()} for s in pack.sinks}
-    result = TaskResult(ledger=ledger.to_dict(), buckets=buckets,
+    result = TaskResult(ledger=ledger.to_dict(), buckets=buckets, validation=hold.finish(),
                         mixture={"passes": read.passes_started, "docs_repeated": sample.docs_repeated,
                                  "tokens_repeated": sample.tokens_repeated},
                         seen_lengths=sample.seen.to_dict())

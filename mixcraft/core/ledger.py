@@ -73,9 +73,11 @@ class Ledger:
         self.read()
         self.drop(reason, where=where)
 
-    def note(self, reason: str, where: str = "", n: int = 1) -> None:
-        """Count something skipped that is not a whole document (a file inside a repo)."""
-        if self.strict and where:
+    def note(self, reason: str, where: str = "", n: int = 1, *, fatal: bool = True) -> None:
+        """Count something skipped that is not a whole document (a file inside a repo). Under
+        --strict a note with a place is an error, unless `fatal=False`: a repository policy skip
+        (an empty, binary or vendored file) is normal in real repositories, not bad input."""
+        if self.strict and where and fatal:
             raise UserError(f"{where}: {reason.replace('_', ' ')} (run without --strict to skip and count it)")
         self.notes[reason] += n
         self._example(reason, where)

@@ -5,6 +5,7 @@ it consistent when a build is killed at any point (atomic writes, the folder loc
       manifest.json  recipe.resolved.yaml  curriculum.json (a curriculum's stages)
       <source>/<bucket>/index.json        merged index of the subset
       <source>/<bucket>/<task:05d>/       one task's MDS part
+      <source>/<bucket>/val/              the held-out validation subset (recipe `validation:`)
       premixed/                           output.premix
       .mixcraft/                          the build's own state (never read by trainers)
         build.json lock                   identity of the build; the flock held while it runs
@@ -15,6 +16,7 @@ it consistent when a build is killed at any point (atomic writes, the folder loc
         dedup/_work/ dedup/_logs/<stage>/ the dedup stages' scratch files and executor logs
         dropped/<source>/<task>.jsonl     dropped samples (output.write_dropped)
         datatrove/                        executor logs and completion markers
+        slurm_jobs.json                   job ids of the last Slurm submission
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ MANIFEST = "manifest.json"
 CURRICULUM = "curriculum.json"
 RESOLVED_RECIPE = "recipe.resolved.yaml"
 PREMIX_DIR = "premixed"
+VAL_DIR = "val"  # OUT/<source>/<bucket>/val: the held-out validation subset of a stream
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class OutLayout:
         return self.work / "datatrove-finalize"
 
     @property
+    def slurm_jobs(self) -> Path:
+        return self.work / "slurm_jobs.json"
+
+    @property
     def progress_dir(self) -> Path:
         return self.work / "progress"
 
@@ -91,6 +98,9 @@ class OutLayout:
 
     def task_part(self, source: str, bucket: str, task: int) -> Path:
         return self.root / source / bucket / f"{task:05d}"
+
+    def val_part(self, source: str, bucket: str, task: int) -> Path:
+        return self.root / source / bucket / VAL_DIR / f"{task:05d}"
 
     def task_result(self, source: str, task: int) -> Path:
         return self.work / "tasks" / source / f"{task:05d}.json"

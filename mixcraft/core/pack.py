@@ -44,6 +44,9 @@ class Row:
     mask: np.ndarray | None = None
     doc_ids: tuple[str, ...] = ()  # one per span; "" for a padding span
     padding: int = 0  # pad tokens at the end of the row (its last span, mask 0)
+    # One per span: (where the piece starts in its document, the document's tokens); (0, 0) for
+    # padding. A piece starting past 0 continues a document from an earlier row.
+    doc_offsets: tuple[tuple[int, int], ...] = ()
 
 
 class Account(Protocol):
@@ -91,7 +94,8 @@ def _make_row(parts: list[tuple[TokDoc, int, int]], with_mask: bool, *, pad: int
             masks.append(np.zeros(pad, dtype=np.uint8))
         mask = np.concatenate(masks).astype(np.uint8, copy=False)
     doc_ids = tuple(d.doc_id for d, _, _ in parts) + (("",) if pad else ())
-    return Row(ids, spans, mask, doc_ids, pad)
+    offsets = tuple((a, len(d.ids)) for d, a, _ in parts) + (((0, 0),) if pad else ())
+    return Row(ids, spans, mask, doc_ids, pad, offsets)
 
 
 def _close_leftovers(pending: list[_Open], acct: Account) -> None:
@@ -210,14 +214,16 @@ class _Owner:
 
 @dataclass
 class _Piece:
-    """A piece of at most seq_len tokens waiting in the best-fit buffer."""
+    """A piece of at most seq_len tokens waiting in the best-fit buffer: `doc`'s tokens from
+    `start` on (a long document's remainder starts past its full-row chunks)."""
 
-    doc: TokDoc  # the piece's own tokens (a copy for a long document's remainder)
+    doc: TokDoc
+    start: int
     owner: _Owner
 
     @property
     def n(self) -> int:
-        return len(self.doc.ids)
+        return len(self.doc.ids) - self.start
 
 
 class BestFitPacker:
@@ -266,10 +272,7 @@ class BestFitPacker:
             yield _make_row([(doc, i * L, (i + 1) * L)], self.with_mask)
             self._written(owner)
         if rest:
-            a = full_rows * L
-            piece = doc if a == 0 else TokDoc(doc.doc_id, doc.ids[a:].copy(),
-                                              None if doc.mask is None else doc.mask[a:].copy())
-            self.buffer.append(_Piece(piece, owner))
+            self.buffer.append(_Piece(doc, full_rows * L, owner))
             self.buffered += rest
             if self.buffered >= self.buffer_tokens:
                 yield from self._flush(final=False)
@@ -302,8 +305,8 @@ class BestFitPacker:
             if b in keep:
                 carried += pieces
                 continue
-            yield _make_row([(p.doc, 0, p.n) for p in pieces], self.with_mask, pad=self.seq_len - used[b],
-                            pad_id=self.pad_id)
+            yield _make_row([(p.doc, p.start, p.start + p.n) for p in pieces], self.with_mask,
+                            pad=self.seq_len - used[b], pad_id=self.pad_id)
             for p in pieces:
                 self._written(p.owner)
         self.buffer = carried

@@ -133,6 +133,9 @@ class Output:
     shard_size_bytes: Annotated[int, Range(ge=1 << 16, le=1 << 32)] = 1 << 26
     write_dropped: bool = False  # OUT/.mixcraft/dropped/<source>/<task>.jsonl: id, reason, excerpt
     premix: bool = False  # also write OUT/premixed/: every stream interleaved in exact proportions
+    # The doc_ids/doc_offsets columns (mds.py): which document each span holds, so `inspect` can
+    # name it. false: ProLong's columns only, the shards byte for byte what they were before.
+    doc_ids: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +163,15 @@ class Dedup:
     def __post_init__(self) -> None:
         if not self.exact and self.minhash is None:
             raise Invalid("neither `exact: true` nor a `minhash:` block; remove `dedup:` or enable one")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Validation:
+    """Hold out a seeded fraction of each source's documents into `OUT/<source>/<bucket>/val`
+    subsets, never trained on (mixcraft/build/steps.py: HoldOut)."""
+
+    fraction: Annotated[float, Range(gt=0, le=0.5)]
+    max_docs: Annotated[int, Positive] | None = None  # per source, shared over its tasks
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,6 +214,7 @@ class Recipe:
     dedup: Dedup | None = None
     long_text: LongText | None = None
     stages: tuple[Stage, ...] = ()
+    validation: Validation | None = None
     # Set by `resolve` and the loader, never written in a recipe file:
     stage: StageInfo | None = field(default=None, metadata={"internal": True})
     stage_recipes: tuple[Recipe, ...] = field(default=(), metadata={"internal": True})

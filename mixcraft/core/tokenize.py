@@ -15,7 +15,10 @@ as plain text, never as the control token, on both paths.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import marshal
+import os
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -64,47 +67,104 @@ def safe_splits(text: str, target: int = SPLIT_CHARS) -> list[str]:
     return pieces
 
 
+def _prepared(hf: Tokenizer) -> Tokenizer:
+    hf.encode_special_tokens = True  # special-token text in documents stays text
+    return hf
+
+
 def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "mixcraft" / "tokenizers"
+
+
+def _cache_write(path: Path, data: bytes) -> None:
+    """Best effort: a read-only home only means the work is done again next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
 class Tok:
-    """A loaded tokenizer: `encode` to uint32 ids, `decode`, special-token lookup, identity."""
+    """A loaded tokenizer: `encode` to uint32 ids, `decode`, special-token lookup, identity.
 
-    def __init__(self, name: str, hf: Tokenizer, json_path: Path | None, tiktoken_path: Path | None = None):
-        self.name = name
-        self.hf = hf
-        self.hf.encode_special_tokens = True  # special-token text in documents stays text
-        self.json_path = json_path
-        self.vocab_size = hf.get_vocab_size(with_added_tokens=True)
-        self.file_sha256 = _file_sha256(json_path) if json_path else hashlib.sha256(hf.to_str().encode()).hexdigest()
-        self._tiktoken_path = tiktoken_path
-        self.backend = "hf"
-        if tiktoken_path is not None:
-            self._enable_tiktoken()
+    With a tiktoken rank file the build only needs tiktoken, the vocabulary size and the added
+    tokens; those facts and the self-check's verdict are cached per (tokenizer.json, rank file)
+    content, so a process loads the 9 MB HF tokenizer (0.5 s) only when it decodes or renders a
+    chat template."""
 
-    def _enable_tiktoken(self) -> None:
+    def __init__(self, name: str, json_path: Path | None, tiktoken_path: Path | None = None,
+                 hf: Tokenizer | None = None):
+        self.name, self.json_path, self._tiktoken_path = name, json_path, tiktoken_path
+        if hf is not None:
+            self.__dict__["hf"] = _prepared(hf)
+        self.file_sha256 = _file_sha256(json_path) if json_path else hashlib.sha256(self.hf.to_str().encode()).hexdigest()
+        facts = self._facts()
+        self.vocab_size: int = facts["vocab_size"]
+        self._added: dict[str, int] = facts["added"]
+        self._special: dict[str, int] = facts["special"]
+        self.backend = "tiktoken" if facts.get("tiktoken_ok") else "hf"
+
+    @cached_property
+    def hf(self) -> Tokenizer:
+        return _prepared(Tokenizer.from_file(str(self.json_path)))
+
+    def _facts(self) -> dict:
+        cache = None
+        if self.json_path and self._tiktoken_path:
+            cache = _cache_dir() / f"{self.file_sha256[:32]}-{_file_sha256(self._tiktoken_path)[:32]}.json"
+            try:
+                return json.loads(cache.read_text())
+            except (OSError, ValueError):
+                pass
+        decoder = self.hf.get_added_tokens_decoder()
+        facts = {"vocab_size": self.hf.get_vocab_size(with_added_tokens=True),
+                 "added": {t.content: i for i, t in decoder.items()},
+                 "special": {t.content: i for i, t in decoder.items() if t.special}}
+        if self._tiktoken_path is not None:
+            self._special = facts["special"]
+            facts["tiktoken_ok"] = self._check_tiktoken()
+        if cache is not None:
+            _cache_write(cache, json.dumps(facts).encode())
+        return facts
+
+    def _check_tiktoken(self) -> bool:
         try:
             enc = self._tiktoken
         except Exception as exc:  # a rank file we cannot parse is not fatal: HF still works
             log.warning("tiktoken fast path unavailable (%s); using HF tokenizers", exc)
-            return
+            return False
         expected = self.hf.encode(SELF_CHECK_TEXT, add_special_tokens=False).ids
-        got = enc.encode(SELF_CHECK_TEXT, disallowed_special=())
-        if got != expected:
+        if enc.encode(SELF_CHECK_TEXT, disallowed_special=()) != expected:
             log.warning("tiktoken ids differ from HF tokenizers on the self-check sample; using HF tokenizers")
-            return
-        self.backend = "tiktoken"
+            return False
+        return True
 
     @cached_property
     def _tiktoken(self):
         import tiktoken
+
+        return tiktoken.Encoding(name=f"mixcraft-{self.name}", pat_str=LLAMA3_PATTERN, mergeable_ranks=self._ranks(),
+                                 special_tokens=self._special)
+
+    def _ranks(self) -> dict[bytes, int]:
+        """The BPE ranks; parsing the base64 rank file takes 0.3 s, so a binary copy is cached."""
         from tiktoken.load import load_tiktoken_bpe
 
+        cache = _cache_dir() / f"{_file_sha256(self._tiktoken_path)[:32]}.ranks"
+        try:
+            return marshal.loads(cache.read_bytes())
+        except (OSError, ValueError, EOFError, TypeError):
+            pass
         ranks = load_tiktoken_bpe(str(self._tiktoken_path))
-        specials = {t.content: i for i, t in self.hf.get_added_tokens_decoder().items() if t.special}
-        return tiktoken.Encoding(name=f"mixcraft-{self.name}", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
-                                 special_tokens=specials)
+        _cache_write(cache, marshal.dumps(ranks))
+        return ranks
 
     def encode(self, text: str) -> np.ndarray:
         pieces = safe_splits(text)
@@ -127,8 +187,12 @@ class Tok:
     def decode(self, ids) -> str:
         return self.hf.decode([int(i) for i in ids], skip_special_tokens=False)
 
+    def token_id(self, token: str) -> int | None:
+        """The id of an added (special) token, else of a vocabulary token, else None."""
+        return self._added[token] if token in self._added else self.hf.token_to_id(token)
+
     def special_id(self, token: str) -> int:
-        tid = self.hf.token_to_id(token)
+        tid = self.token_id(token)
         if tid is None:
             raise UserError(f"tokenizer {self.name!r} has no token {token!r}; chat rendering needs the "
                             "Llama-3 header tokens (use a Llama-3 tokenizer for chat sources)")
@@ -136,12 +200,12 @@ class Tok:
 
     @property
     def bos_id(self) -> int | None:
-        return self.hf.token_to_id("<|begin_of_text|>") or self.hf.token_to_id("<s>")
+        return self.token_id("<|begin_of_text|>") or self.token_id("<s>")
 
     @property
     def eos_id(self) -> int | None:
         for t in ("<|end_of_text|>", "</s>", "<|endoftext|>"):
-            if (tid := self.hf.token_to_id(t)) is not None:
+            if (tid := self.token_id(t)) is not None:
                 return tid
         return None
 
@@ -164,11 +228,11 @@ def llama3_files() -> tuple[Path, Path]:
 def load_tokenizer(spec: str, *, fast: bool = True) -> Tok:
     """'llama3', a tokenizer.json path, a folder holding tokenizer.json, or an HF hub id.
 
-    Cached: loading the Llama-3 files takes ~1 s, and every build task asks for the tokenizer
-    (forked local workers inherit the parent's copy)."""
+    Cached: every build task asks for the tokenizer (forked local workers inherit the parent's
+    copy)."""
     if spec == "llama3":
         json_path, model_path = llama3_files()
-        return Tok("llama3", Tokenizer.from_file(str(json_path)), json_path, model_path if fast else None)
+        return Tok("llama3", json_path, model_path if fast else None)
     path = Path(spec).expanduser()
     if path.is_dir():
         path = path / "tokenizer.json"
@@ -181,11 +245,11 @@ def load_tokenizer(spec: str, *, fast: bool = True) -> Tok:
         except Exception as exc:  # tokenizers raises a bare Exception for a bad file
             raise UserError(f"tokenizer {spec!r}: {path} is not a tokenizers JSON file ({exc})") from None
         model = path.with_name("tokenizer.model")
-        return Tok(spec, hf, path, model if fast and model.is_file() else None)
+        return Tok(spec, path, model if fast and model.is_file() else None, hf=hf)
     try:
         hf = Tokenizer.from_pretrained(spec)
     except Exception as exc:  # network errors, missing repos, gated repos
         raise UserError(f"tokenizer {spec!r}: not a local file and could not be fetched from the hub "
                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
                         "download its tokenizer.json and give the path") from None
-    return Tok(spec, hf, None)
+    return Tok(spec, None, hf=hf)

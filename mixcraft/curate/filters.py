@@ -11,7 +11,8 @@ as they are; their drop reasons (e.g. `gopher_short_doc`) go to the ledger uncha
 filters are ours: `min_chars`/`max_chars` run on text before tokenization, `min_tokens`/
 `max_tokens` after it. `decontaminate` (curate/decontam.py, datatrove's n-gram filter) and
 `language` (curate/language.py, a local fastText model) take a file path, relative to the
-recipe's folder.
+recipe's folder. Any other filter, datatrove's or a user's, is named by its import path with its
+keyword arguments (`{type: datatrove.pipeline.filters.URLFilter, args: {...}}`; curate/plugins.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mixcraft.core.pack import TokDoc
 from mixcraft.core.recipe import FilterConfig
 from mixcraft.curate.decontam import DecontaminateConfig, make_decontam_filter
 from mixcraft.curate.language import LanguageConfig, LanguageFilter
+from mixcraft.curate.plugins import FilterRegistry
 from mixcraft.schema import Invalid, NonNegative
 
 Verdict = tuple[bool, str | None]
@@ -166,9 +168,10 @@ class Language(LanguageConfig, FilterConfig):
         return run_datatrove_filter(LanguageFilter(self.model, list(self.languages), self.threshold), "wrong_language")
 
 
-FILTERS: dict[str, type[FilterConfig]] = {cls.type_name: cls for cls in (
+# The built-ins by name; any other `type` with a '.' or ':' is a plug-in's import path (curate/plugins.py).
+FILTERS = FilterRegistry({cls.type_name: cls for cls in (
     MinChars, MaxChars, MinTokens, MaxTokens, GopherQuality, GopherRepetition, C4Quality, FineWebQuality,
-    Decontaminate, Language)}
+    Decontaminate, Language)})
 
 
 @dataclass(frozen=True)

@@ -3,45 +3,25 @@ task striding, safe file reading."""
 
 from __future__ import annotations
 
-import glob
-import os
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
 
 from mixcraft.core.ledger import Ledger
 from mixcraft.core.recipe import ReaderConfig
+from mixcraft.readers.inputs import Unit, has_surrogates, path_problems
 from mixcraft.schema import Invalid, RelPath
 
-GLOB_CHARS = "*?["
+__all__ = ["BINARY_SNIFF_BYTES", "FilesOrHub", "HubParams", "PrepareStage", "Reader", "Unit", "decode_text", "first_line",
+           "has_surrogates", "looks_binary"]
+
 Scalar = str | int | float | bool
-
-
-def has_glob(path: str) -> bool:
-    return any(c in path for c in GLOB_CHARS)
-
-
-def path_problems(paths: tuple[str, ...], suffixes: tuple[str, ...], reader: str) -> list[tuple[str, str]]:
-    """(key, message) for each path that matches nothing or names a file the reader cannot read."""
-    problems = []
-    for i, raw in enumerate(paths):
-        key = f"paths[{i}]"
-        if has_glob(raw):
-            anchor = Path(Path(raw).anchor)
-            if not any(anchor.glob(str(Path(raw).relative_to(anchor)))):
-                problems.append((key, f"glob {raw!r} matches nothing (relative paths are taken against the "
-                                      "recipe's folder)"))
-        elif not Path(raw).exists():
-            problems.append((key, f"path {raw!r} does not exist (relative paths are taken against the recipe's "
-                                  "folder)"))
-        elif Path(raw).is_file() and suffixes and not raw.endswith(suffixes):
-            problems.append((key, f"{Path(raw).name}: unsupported format for a {reader} source (it reads "
-                                  f"{', '.join(suffixes)})"))
-    return problems
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,13 +70,23 @@ class FilesOrHub(HubParams, ReaderConfig):
 BINARY_SNIFF_BYTES = 8192
 
 
-@dataclass(frozen=True)
-class Unit:
-    """One piece of input a task reads whole: a file, a repository, a dataset shard."""
+@dataclass
+class PrepareStage:
+    """A pass over a source's whole input that fans out: ranks `0..world_size-1` of `step` (a
+    datatrove PipelineStep, so any executor can run them, in any order or at once), then
+    `finish()` once, on the driver. Ranks that already finished are no-ops, so a killed pass
+    resumes where it stopped."""
 
-    key: str
-    path: str
-    size_bytes: int
+    name: str
+    step: PipelineStep
+    world_size: int
+    finish: Callable[[], None]
+
+    def run_here(self) -> None:
+        """Every rank in this process, one after another (what `mixcraft build` does today)."""
+        for rank in range(self.world_size):
+            deque(self.step(None, rank, self.world_size), maxlen=0)
+        self.finish()
 
 
 class Reader(ABC):
@@ -110,8 +100,9 @@ class Reader(ABC):
         self._units: list[Unit] | None = None
         self.counts_listing = True
 
-    def prepare(self, folder: Path, n_tasks: int) -> None:
-        """A pass over the whole input before the source's tasks run (most readers need none)."""
+    def prepare(self, folder: Path, n_tasks: int) -> PrepareStage | None:
+        """Driver-side work before the source's tasks run (resolving a dataset's files, planning
+        a pass), and the fan-out stage that must run next, if any (most readers need none)."""
         return None
 
     @abstractmethod
@@ -149,43 +140,10 @@ class Reader(ABC):
         return Document(text=text, id=doc_id, metadata={"source": self.source, **metadata})
 
 
-def expand_paths(paths: tuple[str, ...], suffixes: tuple[str, ...],
-                 note: Callable[[str, str], None] | None = None) -> list[Path]:
-    """Files under `paths` (files, folders searched recursively, or globs) ending in `suffixes`.
-
-    Sorted, so every task sees the same order. Symlinks found inside folders or matched by a
-    glob are never followed (which keeps a symlink loop from recursing forever and a link from
-    reading outside the folder) and are counted as `symlink` notes; files of other formats are
-    counted as `unsupported_format`. A file named directly in `paths` is read even if it is a link:
-    the recipe's author chose it.
-    """
-    found: set[Path] = set()
-    note = note or (lambda reason, where: None)
-    for raw in paths:
-        matches = [Path(m) for m in sorted(glob.glob(raw))] if has_glob(raw) else [Path(raw)]
-        for p in matches:
-            if has_glob(raw) and p.is_symlink():
-                note("symlink", str(p))
-            elif p.is_dir():
-                found.update(_walk(p, suffixes, note))
-            elif p.is_file() and (not suffixes or p.name.endswith(suffixes)):
-                found.add(p)
-            elif p.is_file():
-                note("unsupported_format", str(p))
-    return sorted(found)
-
-
-def _walk(root: Path, suffixes: tuple[str, ...], note: Callable[[str, str], None]) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        for name in [*filenames, *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d)))]:
-            f = Path(dirpath) / name
-            if f.is_symlink():
-                note("symlink", str(f))
-            elif not name.endswith(suffixes):
-                note("unsupported_format", str(f))
-            else:
-                yield f
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for a ledger example or an error (pyarrow and tarfile write several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def looks_binary(head: bytes) -> bool:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from datatrove.data import Document
 
 from mixcraft.core.chat import ChatTemplate
+from mixcraft.readers.base import has_surrogates
 from mixcraft.readers.text import RecordParams, RecordReader
 from mixcraft.schema import RelPath
 
@@ -55,6 +56,8 @@ def normalize_messages(record: dict[str, Any], field: str | None) -> list[dict[s
             role, content = SHAREGPT_ROLES.get(str(m.get("from", "")).lower()), m.get("value")
         if role not in ROLES or not isinstance(content, str):
             return "malformed_message"
+        if has_surrogates(content):
+            return "invalid_utf8"
         messages.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" for m in messages):
         return "no_assistant_turn"
@@ -63,6 +66,9 @@ def normalize_messages(record: dict[str, Any], field: str | None) -> list[dict[s
 
 class ChatReader(RecordReader):
     cfg: ChatConfig
+
+    def columns(self) -> list[str] | None:
+        return None  # `messages` or `conversations`, and a record's own `loss_on_input`
 
     def record_docs(self, where: str, record: dict) -> Iterator[Document]:
         messages = normalize_messages(record, self.cfg.messages_field)

@@ -1,63 +1,62 @@
 """File-level code datasets (The Stack v1 style), one document per repository.
 
 Each input row is one file: `repo_field` (default `max_stars_repo_name`), `path_field`
-(`max_stars_repo_path`) and `content_field` (`content`), from local JSONL/Parquet `paths` or
-an HF `dataset`. One repository's rows may be spread over many input files, so rows are
-grouped in two passes with bounded memory:
+(`max_stars_repo_path`) and `content_field` (`content`), from JSONL/Parquet `paths` (local or
+fsspec URLs) or a hub `dataset` (its data files; see `datafiles`). One repository's rows may be
+spread over many input files, so rows are grouped by a shuffle (disk layout in `shuffle`):
 
-1. **Partition** (once per build, before the source's tasks, in `prepare`): stream every
-   row, and append it to partition `hash(repo) % partitions` as Parquet chunks under
-   OUT/.mixcraft/prepare/<source>/. Buffers are flushed every `FLUSH_BYTES`, so memory holds
-   one buffer, not the dataset. A repository lands in exactly one partition.
-2. **Group** (in the tasks; task i takes partitions i, i+n, ...): read one partition, sort
-   it by (repo, path) and join each repository's files as `code_repos` does (same order:
-   README first, then by path; same headers, separators and skip rules; see `code_common`).
+1. **Map** (before the source's tasks; `PartitionRepos`, one datatrove task per map rank):
+   map task `rank` of `world_size` reads data files `rank, rank+world_size, ...` (only the
+   repo/path/content/lang columns of Parquet, with `where` pushed into the scan) and appends
+   each row to partition `crc32(repo) % partitions`. A repository lands in exactly one
+   partition. `prepare` plans the pass and returns it as a `PrepareStage` (`map_tasks` ranks of
+   this step, then `finish_map`), which the build runs in one process or fans out on its
+   executor; a killed pass resumes with the ranks that did not finish.
+2. **Reduce** (in the tasks; task i takes partitions i, i+n, ...): read one partition sorted by
+   (repo, path, content), spilling sorted runs to disk, and join each repository's files as
+   `code_repos` does (README first, then by path; same headers, separators, skip rules and
+   `max_repo_bytes` cap; see `code_common`).
 
-Memory per task is about one partition: input bytes / `partitions` (default: one partition
-per ~64 MiB of input, at least one per task). The partition pass is resumable: a finished
-pass leaves `done.json` naming its inputs and settings, and is reused when they match.
+Memory per map task is one 64 MiB buffer and per reduce task about 64 MiB of rows plus one
+repository (at most `max_repo_bytes`), whatever the input size. Defaults: one partition per
+~64 MiB of input (at least one per task), one map task per data file up to the source's `tasks`.
 
-Row-level problems are counted in a prepare ledger that task 0 adds to its own: missing or
+Row-level problems are counted in the map ledgers, which task 0 adds to its own: missing or
 non-string repo/path/content (notes `missing_repo`, `missing_path`, `missing_content`),
-malformed JSONL lines. A path seen twice in one repository keeps its first copy
-(`duplicate_path`).
+malformed JSONL lines, unreadable or corrupt files. A path seen twice in one repository keeps
+its first copy (`duplicate_path`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
-import zlib
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import zstandard
 from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
 
-from mixcraft.core.ledger import Ledger
+from mixcraft.core.ledger import Ledger, merge_ledgers
+from mixcraft.core.outdir import write_atomic
+from mixcraft.core.records import JSONL_SUFFIXES, MAX_LINE_BYTES, PARQUET_SUFFIXES, get_field, iter_records
 from mixcraft.errors import UserError
-from mixcraft.readers.base import FilesOrHub, Reader, Unit, expand_paths
-from mixcraft.readers.code_common import FileRuleParams, FileRules, join_repo, language_of
-from mixcraft.readers.hf import hf_records
-from mixcraft.readers.text import (
-    JSONL_SUFFIXES,
-    MAX_LINE_BYTES,
-    PARQUET_SUFFIXES,
-    get_field,
-    iter_jsonl,
-    iter_parquet,
-)
+from mixcraft.readers.base import FilesOrHub, PrepareStage, Reader, Unit, first_line
+from mixcraft.readers.code_common import FileRuleParams, FileRules, RepoFiles, join_repo
+from mixcraft.readers.datafiles import hf_records, resolve
+from mixcraft.readers.inputs import list_files
+from mixcraft.readers.shuffle import PartitionWriter, clear_map_output, map_marker, part_dir, sorted_rows
 from mixcraft.schema import Positive
 
-FLUSH_BYTES = 64 << 20  # rows buffered before a flush to disk: the pass's memory bound
-PARTITION_BYTES = 64 << 20  # input bytes per partition by default: a task's memory bound
-SCHEMA = pa.schema([("repo", pa.string()), ("path", pa.string()), ("content", pa.string()),
-                    ("lang", pa.string())])
+PARTITION_BYTES = 64 << 20  # input bytes per partition by default: a reduce task's share of disk
+PLAN_KEYS = ("repo_field", "path_field", "content_field", "lang_field", "where", "split", "config",
+             "data_files", "revision", "max_line_bytes")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,137 +68,169 @@ class CodeFilesConfig(FileRuleParams, FilesOrHub):
     content_field: str = "content"
     lang_field: str | None = None
     partitions: Annotated[int, Positive] | None = None  # default: one per ~64 MiB of input, >= tasks
+    map_tasks: Annotated[int, Positive] | None = None  # default: one per data file, at most `tasks`
     max_line_bytes: Annotated[int, Positive] = MAX_LINE_BYTES
 
     def __post_init__(self) -> None:
         FilesOrHub.__post_init__(self)
         self.check_header()
 
+    def partition_tasks(self, n_tasks: int) -> int:
+        """The map stage's fan-out as planned without listing the data (`--dry-run`): `map_tasks`,
+        else the source's `tasks`; fewer at build time when there are fewer data files."""
+        return self.map_tasks or n_tasks
 
-def partition_of(repo: str, n_parts: int) -> int:
-    """A stable hash (CRC-32, the same on every machine and Python run) picks the partition."""
-    return zlib.crc32(repo.encode("utf-8", "surrogatepass")) % n_parts
+
+# -- the plan: which files, how many partitions and map tasks ---------------------------------
+
+def make_plan(cfg: CodeFilesConfig, n_tasks: int, ledger: Ledger) -> dict[str, Any]:
+    """The map pass's inputs and shape; listing skips (links, other formats) go to `ledger`."""
+    if cfg.dataset is not None:
+        found = resolve(cfg)
+        files = None if found.units is None else [[u.path, u.size_bytes] for u in found.units]
+    else:
+        units = list_files(cfg.paths, cfg.suffixes, lambda reason, where: ledger.note(reason, where))
+        if not units:
+            raise UserError(f"code_files: no JSONL or Parquet files under {list(cfg.paths)} "
+                            "(code_files reads .jsonl[.gz|.zst] and .parquet)")
+        files = [[u.path, u.size_bytes] for u in units]
+    total = sum(size for _, size in files or [])
+    n_parts = cfg.partitions or max(n_tasks, math.ceil(total / PARTITION_BYTES))
+    n_maps = 1 if files is None else min(len(files), cfg.map_tasks or n_tasks)
+    identity = {"files": files, "partitions": n_parts, "map_tasks": n_maps,
+                "cfg": {k: getattr(cfg, k) for k in PLAN_KEYS}}
+    if files is None:  # a dataset without data files: one map task streams it (counted)
+        identity["dataset"] = cfg.dataset
+    return identity
 
 
-class _PartitionWriter:
-    """Buffers rows per partition and flushes them as numbered Parquet chunks."""
+def load_plan(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "plan.json").read_text())
 
-    def __init__(self, folder: Path, n_parts: int):
-        self.folder, self.n_parts = folder, n_parts
-        self.buffers: dict[int, list[dict]] = {}
-        self.buffered = 0
-        self.chunk = 0
 
-    def add(self, row: dict[str, str | None]) -> None:
-        part = partition_of(row["repo"], self.n_parts)
-        self.buffers.setdefault(part, []).append(row)
-        self.buffered += len(row["content"]) + len(row["path"]) + len(row["repo"])
-        if self.buffered >= FLUSH_BYTES:
-            self.flush()
+# -- map ---------------------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        for part, rows in sorted(self.buffers.items()):
-            out = self.folder / f"part-{part:05d}"
-            out.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), out / f"chunk-{self.chunk:06d}.parquet")
-        self.chunk += 1
-        self.buffers.clear()
-        self.buffered = 0
+def map_rows(cfg: CodeFilesConfig, path: str, ledger: Ledger) -> Iterator[tuple[str, dict]]:
+    """(where, record) of one data file, reading only the columns a row needs."""
+    fields = [cfg.repo_field, cfg.path_field, cfg.content_field] + ([cfg.lang_field] if cfg.lang_field else [])
+    try:
+        for n, record in iter_records(path, ledger, columns=[f.split(".")[0] for f in fields],
+                                      where=cfg.where, max_line_bytes=cfg.max_line_bytes):
+            yield f"{path}:{n}", record
+    except PermissionError:
+        ledger.note("unreadable", path)
+    except (OSError, EOFError, zstandard.ZstdError) as exc:
+        ledger.note("corrupt_file", f"{path}: {first_line(exc)}")
 
+
+def to_row(cfg: CodeFilesConfig, record: dict, where: str, ledger: Ledger) -> dict[str, str | None] | None:
+    """The shuffle's row (repo, path, content, lang), or None (counted) when a field is missing."""
+    row = {}
+    for key, field in (("repo", cfg.repo_field), ("path", cfg.path_field), ("content", cfg.content_field)):
+        value = get_field(record, field)
+        if not isinstance(value, str) or (key != "content" and not value):
+            ledger.note(f"missing_{key}", f"{where}: no string field {field!r}")
+            return None
+        row[key] = value
+    try:
+        for key in ("repo", "path", "content"):
+            row[key].encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escaped in JSON ("\ud800") is not text
+        ledger.note("invalid_utf8", where)
+        return None
+    lang = get_field(record, cfg.lang_field) if cfg.lang_field else None
+    row["lang"] = lang if isinstance(lang, str) else None
+    return row
+
+
+def run_map(source: str, cfg: CodeFilesConfig, folder: Path, rank: int, world_size: int, *,
+            strict: bool = False) -> None:
+    """Map task `rank` of `world_size`: partition the rows of its data files (a no-op when it
+    already finished). Its ledger is saved as its completion marker."""
+    plan = load_plan(folder)
+    if world_size != plan["map_tasks"]:
+        raise UserError(f"source {source}: the code_files map pass has {plan['map_tasks']} tasks, "
+                        f"not {world_size}; run it with that many")
+    if map_marker(folder, rank).is_file():
+        return
+    clear_map_output(folder, rank)
+    ledger = Ledger(source, strict=strict)
+    writer = PartitionWriter(folder, plan["partitions"], rank)
+    if plan["files"] is None:
+        records = hf_records(cfg, 0, 1, ledger)
+    else:
+        records = (r for path, _ in plan["files"][rank::world_size] for r in map_rows(cfg, path, ledger))
+    for where, record in records:
+        row = to_row(cfg, record, where, ledger)
+        if row is not None:
+            writer.add(row)
+    writer.flush()
+    ledger.save(map_marker(folder, rank))
+
+
+class PartitionRepos(PipelineStep):
+    """The map stage as a datatrove step: `(rank, world_size)` partitions that rank's data
+    files. Run `map_tasks` ranks (in `plan.json`) on any executor, then `finish_map`."""
+
+    name = "code_files partition"
+    type = "mixcraft"
+
+    def __init__(self, source: str, cfg: CodeFilesConfig, folder: Path, *, strict: bool = False):
+        super().__init__()
+        self.source, self.cfg, self.folder, self.strict = source, cfg, folder, strict
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        run_map(self.source, self.cfg, self.folder, rank, world_size, strict=self.strict)
+        yield from ()
+
+
+def start_map(source: str, cfg: CodeFilesConfig, folder: Path, n_tasks: int, *, strict: bool = False) -> int:
+    """Plan the map pass into `folder` (kept when the plan is unchanged, so finished ranks are
+    not redone) and return its number of map tasks; 0 when the pass is already done."""
+    listing = Ledger(source, strict=strict)
+    plan = make_plan(cfg, n_tasks, listing)
+    if (folder / "plan.json").is_file() and load_plan(folder) == plan:
+        return 0 if (folder / "done.json").is_file() else plan["map_tasks"]
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    listing.save(folder / "maps" / "listing.json")
+    write_atomic(folder / "plan.json", json.dumps(plan))
+    return plan["map_tasks"]
+
+
+def finish_map(folder: Path) -> None:
+    """After every map rank ran: merge their ledgers for task 0 and mark the pass done."""
+    plan = load_plan(folder)
+    missing = [r for r in range(plan["map_tasks"]) if not map_marker(folder, r).is_file()]
+    if missing:
+        raise UserError(f"{folder}: code_files map tasks {missing[:5]} did not finish; re-run the build")
+    parts = [json.loads(p.read_text()) for p in sorted((folder / "maps").glob("*.json"))]
+    write_atomic(folder / "ledger.json", json.dumps(merge_ledgers(parts)))
+    write_atomic(folder / "done.json", json.dumps({"map_tasks": plan["map_tasks"]}))
+
+
+# -- the reader: reduce ------------------------------------------------------------------------
 
 class CodeFilesReader(Reader):
     cfg: CodeFilesConfig
+    strict = False
 
-    # -- pass 1: partition -------------------------------------------------------------------
-
-    def _input_files(self) -> list[Path]:
-        files = expand_paths(self.cfg.paths, JSONL_SUFFIXES + PARQUET_SUFFIXES, self.listing_note)
-        if not files:
-            raise UserError(f"source {self.source}: no JSONL or Parquet files under {list(self.cfg.paths)} "
-                            "(code_files reads .jsonl[.gz|.zst] and .parquet)")
-        return files
-
-    def _identity(self, n_tasks: int) -> dict[str, Any]:
-        if self.cfg.dataset is not None:
-            inputs: list = [self.cfg.dataset]
-            total = 0
-        else:
-            files = self._input_files()
-            inputs = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
-            total = sum(size for _, size, _ in inputs)
-        n_parts = self.cfg.partitions or max(n_tasks, math.ceil(total / PARTITION_BYTES))
-        keys = ("repo_field", "path_field", "content_field", "lang_field", "where", "split", "config",
-                "data_files", "revision")
-        return {"inputs": inputs, "partitions": n_parts, "cfg": {k: getattr(self.cfg, k) for k in keys}}
-
-    def prepare(self, folder: Path, n_tasks: int) -> None:
-        """Hash-partition every row by repository into `folder` (skipped when already done).
-        Row-level skips are counted in this reader's ledger, saved beside the partitions."""
-        identity = self._identity(n_tasks)
-        done = folder / "done.json"
-        if done.is_file() and json.loads(done.read_text()).get("identity") == identity:
-            return
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        writer = _PartitionWriter(tmp, identity["partitions"])
-        for where, record in self._rows(self.ledger):
-            row = self._row(record, where, self.ledger)
-            if row is not None:
-                writer.add(row)
-        writer.flush()
-        self.ledger.save(tmp / "ledger.json")  # task 0 adds these counts to its own ledger
-        (tmp / "done.json").write_text(json.dumps({"identity": identity}))
-        tmp.rename(folder)
-
-    def _rows(self, ledger: Ledger) -> Iterator[tuple[str, dict]]:
-        if self.cfg.dataset is not None:
-            yield from hf_records(self.cfg, 0, 1, ledger)
-            return
-        where_filter = self.cfg.where
-        for path in self._input_files():
-            try:
-                rows = (iter_parquet(path, ledger) if path.name.endswith(PARQUET_SUFFIXES)
-                        else iter_jsonl(path, ledger, self.cfg.max_line_bytes))
-                for n, record in rows:
-                    if where_filter and not all(get_field(record, k) == v for k, v in where_filter.items()):
-                        ledger.note("not_selected")
-                        continue
-                    yield f"{path}:{n}", record
-            except PermissionError:
-                ledger.note("unreadable", str(path))
-            except (OSError, EOFError) as exc:
-                ledger.note("corrupt_file", f"{path}: {exc}")
-
-    def _row(self, record: dict, where: str, ledger: Ledger) -> dict[str, str | None] | None:
-        row = {}
-        for key, field in (("repo", self.cfg.repo_field), ("path", self.cfg.path_field),
-                           ("content", self.cfg.content_field)):
-            value = get_field(record, field)
-            if not isinstance(value, str) or (key != "content" and not value):
-                ledger.note(f"missing_{key}", f"{where}: no string field {field!r}")
-                return None
-            row[key] = value
-        try:
-            row["content"].encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate escaped in JSON ("\ud800") is not text
-            ledger.note("invalid_utf8", where)
+    def prepare(self, folder: Path, n_tasks: int) -> PrepareStage | None:
+        """Plan the map stage; the stage to run, or None when a finished pass matches the plan."""
+        strict = self.ledger.strict
+        n_maps = start_map(self.source, self.cfg, folder, n_tasks, strict=strict)
+        if not n_maps:
             return None
-        lang = get_field(record, self.cfg.lang_field) if self.cfg.lang_field else None
-        row["lang"] = lang if isinstance(lang, str) else None
-        return row
-
-    # -- pass 2: group -----------------------------------------------------------------------
+        step = PartitionRepos(self.source, self.cfg, folder, strict=strict)
+        return PrepareStage(f"{self.source}/code_files_map", step, n_maps, lambda: finish_map(folder))
 
     def list_units(self) -> list[Unit]:
         if self.work_dir is None or not (self.work_dir / "done.json").is_file():
             raise UserError(f"source {self.source}: the code_files partition pass has not run "
                             "(it runs at the start of `mixcraft build`)")
-        n_parts = json.loads((self.work_dir / "done.json").read_text())["identity"]["partitions"]
         units = []
-        for i in range(n_parts):
-            part = self.work_dir / f"part-{i:05d}"
+        for i in range(load_plan(self.work_dir)["partitions"]):
+            part = part_dir(self.work_dir, i)
             size = sum(f.stat().st_size for f in part.glob("*.parquet")) if part.is_dir() else 0
             units.append(Unit(key=part.name, path=str(part), size_bytes=size))
         return units
@@ -210,43 +241,38 @@ class CodeFilesReader(Reader):
         yield from super().read(task, n_tasks)
 
     def read_unit(self, unit: Unit) -> Iterator[Document]:
-        chunks = sorted(Path(unit.path).glob("chunk-*.parquet"))
-        if not chunks:
+        part = Path(unit.path)
+        if not part.is_dir():
             return
-        table = pa.concat_tables(pq.read_table(c, schema=SCHEMA) for c in chunks)
-        table = table.sort_by([("repo", "ascending"), ("path", "ascending"), ("content", "ascending")])
-        current: str | None = None
-        rows: list[dict] = []
-        for batch in table.to_batches(max_chunksize=4096):
-            for row in batch.to_pylist():
-                if row["repo"] != current and rows:
-                    yield from self._repo_doc(current, rows)
-                    rows = []
-                current = row["repo"]
-                rows.append(row)
-        if rows:
-            yield from self._repo_doc(current, rows)
+        spill = part.parent / "spill" / part.name
+        rows = sorted_rows(part, spill)
+        try:
+            for repo, repo_rows in itertools.groupby(rows, key=lambda r: r["repo"]):
+                yield from self._repo_doc(repo, repo_rows)
+        except (OSError, pa.ArrowException) as exc:  # our own intermediate files, damaged on disk
+            raise UserError(f"{part}: a partition file of the code_files pass is damaged ({first_line(exc)}); "
+                            f"delete {part.parent} and re-run the build") from None
 
-    def _repo_doc(self, repo: str, rows: list[dict]) -> Iterator[Document]:
+    def _repo_doc(self, repo: str, rows: Iterator[dict]) -> Iterator[Document]:
         rules = FileRules(self.cfg, self.ledger)
-        files: list[tuple[str, str]] = []
-        langs: Counter = Counter()
+        files = RepoFiles(self.cfg, rules)
         seen: set[str] = set()
         for row in rows:
             rel, where = row["path"].lstrip("/"), f"{repo}:{row['path']}"
             if rel in seen:
-                self.ledger.note("duplicate_path", where)
+                rules.note("duplicate_path", where)
                 continue
             seen.add(rel)
-            if not rules.keep_path(rel, where) or rules.too_large(len(row["content"].encode("utf-8")), where):
+            if not rules.keep_path(rel, where) or files.past_cut(rel, where):
+                continue
+            if rules.too_large(len(row["content"].encode("utf-8")), where):
                 continue
             text = rules.content(row["content"], where)
             if text is not None:
-                files.append((rel, text))
-                langs[row["lang"] or language_of(rel)] += 1
-        if not files:
+                files.add(rel, text, where, row["lang"])
+        if not files.files:
             self.ledger.skip("empty_repo", repo)
             return
-        text, meta = join_repo(files, self.cfg, langs)
+        text, meta = join_repo(files.pairs(), self.cfg, files.languages())
         self.ledger.read()
         yield self.doc(text, f"{self.source}/{repo}", repo=repo, **meta)

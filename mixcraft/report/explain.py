@@ -42,6 +42,8 @@ def _short(row: SourceRow, src: SourceSummary, led: LedgerSummary, m: Manifest) 
     """A source below its target: capped, exhausted, or some of its tasks exhausted."""
     got, budget = row.tokens, src.budget_tokens or 0
     asked = m.total_tokens * row.target
+    if got == 0:  # nothing to upsample: say why the input gave nothing
+        return f"packed nothing{_losses(led) or ' (its input held no document)'}; fix its input"
     if src.max_tokens is not None and src.max_tokens < asked:
         return (f"capped by max_tokens {src.max_tokens:,} (the proportion asks for {asked:,.0f} tokens); "
                 "raise or remove max_tokens to reach the target")

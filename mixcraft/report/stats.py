@@ -29,7 +29,8 @@ def streams_lines(m: Manifest, out: Path) -> list[str]:
     return [f"{out / e}" for e in m.prolong_streams]
 
 
-def stats_command(out: Path, *, as_json: bool, report: Path | None, streams: bool, console: Console) -> None:
+def stats_command(out: Path, *, as_json: bool, report: Path | None, streams: bool, console: Console,
+                  wide: bool = False) -> None:
     builds = [(name, path, read_manifest(path)) for name, path in build_outputs(out)]
     if streams:
         for _, path, m in builds:
@@ -41,7 +42,7 @@ def stats_command(out: Path, *, as_json: bool, report: Path | None, streams: boo
         for name, _, m in builds:
             if name:
                 console.print(f"[bold]stage {name}[/]")
-            render_summary(summarize(m), m, console)
+            render_summary(summarize(m), m, console, wide=wide)
     if report is not None:
         notes = Console(stderr=True)  # stdout may be JSON or stream lines for a script
         for name, _, m in builds:

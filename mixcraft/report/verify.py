@@ -4,7 +4,8 @@ Checked: the manifest's own content digest (an edit after the build is a fault);
 subset's index.json against the sha256 recorded at build time; each shard's size and sha1
 against the hashes written at build time (and the decompressed copy StreamingDataset leaves
 beside a .zstd shard, since it reads that copy instead); every row's spans, length column,
-token ids < vocab size and domain; rows and tokens per subset against the manifest; the
+token ids < vocab size and domain, and its document ids when it has them (one per span, ""
+exactly for the padding span, each piece within its document); rows and tokens per subset against the manifest; the
 ledger's invariants and its packed tokens against the subsets; the pre-mixed subset (if any)
 against its manifest entry; each curriculum stage.
 """
@@ -21,7 +22,7 @@ import numpy as np
 from mixcraft.core.ledger import ledger_faults
 from mixcraft.core.manifest import Manifest, ShardDigest, Stream, content_faults, read_manifest
 from mixcraft.core.pack import Row, check_row
-from mixcraft.mds import HASH_ALGO, file_hash, index_sha256, iter_rows
+from mixcraft.mds import HASH_ALGO, file_hash, index_sha256, iter_rows, row_of
 from mixcraft.report.stats import build_outputs
 
 
@@ -56,6 +57,21 @@ def _check_subset(out: Path, m: Manifest, stream: Stream, check_rows: bool) -> l
             faults.append(f"{rel}: manifest says 0 rows but {held} rows / {stream.tokens} tokens")
     elif check_rows and not faults:
         faults += _check_stream(out / rel, stream, m.tokenizer.vocab_size, m.seq_len)
+    if stream.validation is not None:
+        faults += _check_validation(out, m, stream, check_rows)
+    return faults
+
+
+def _check_validation(out: Path, m: Manifest, stream: Stream, check_rows: bool) -> list[str]:
+    """The held-out subset: as written, and holding the rows and tokens the manifest says."""
+    val = stream.validation
+    faults = check_index(out, m, val.path) + check_shards(out, val.path, m.shards.get(val.path, []))
+    if faults or not check_rows or not val.rows:
+        return faults
+    faults, c = _scan_rows(out / val.path, val.path, m.tokenizer.vocab_size, m.seq_len, {stream.domain})
+    if c["rows"] != val.rows or c["tokens"] != val.tokens:
+        faults.append(f"{val.path}: shards hold {c['rows']:,} rows / {c['tokens']:,} tokens, manifest says "
+                      f"{val.rows:,} / {val.tokens:,}")
     return faults
 
 
@@ -113,8 +129,8 @@ def _scan_rows(subset: Path, where: str, vocab: int, seq_len: int, domains: set[
         for i, r in enumerate(iter_rows(subset)):
             ids = np.asarray(r["input_ids"])
             at = f"{where} row {i}"
-            row = Row(ids, r["indices"], np.asarray(r["mask"]) if "mask" in r else None)
-            faults += [f"{at}: {f}" for f in check_row(row, seq_len)]
+            row = row_of(r)
+            faults += [f"{at}: {f}" for f in check_row(row, seq_len) + doc_id_faults(row)]
             if r["length"] != len(ids):
                 faults.append(f"{at}: length column {r['length']} != {len(ids)} tokens")
             if len(ids) and int(ids.max()) >= vocab:
@@ -124,9 +140,26 @@ def _scan_rows(subset: Path, where: str, vocab: int, seq_len: int, domains: set[
             counts["rows"] += 1
             counts["tokens"] += len(ids)
             counts[f"domain:{r['domain']}"] += len(ids)
-    except Exception as exc:  # streaming raises many types for a damaged shard
+    except Exception as exc:  # a damaged shard fails in zstd, numpy or UTF-8 decoding
         faults.append(f"{where}: cannot be read ({type(exc).__name__}: {exc})")
     return faults, counts
+
+
+def doc_id_faults(row: Row) -> list[str]:
+    """The doc_ids/doc_offsets columns against the spans (nothing to check without them)."""
+    if not row.doc_ids:
+        return []
+    n = len(row.spans)
+    if len(row.doc_ids) != n or len(row.doc_offsets) != n:
+        return [f"{len(row.doc_ids)} document ids and {len(row.doc_offsets)} offsets for {n} spans"]
+    faults = []
+    for k, ((a, b), doc_id, (start, n_tokens)) in enumerate(zip(row.spans.tolist(), row.doc_ids, row.doc_offsets,
+                                                                 strict=True)):
+        if doc_id == "" and (k != n - 1 or (start, n_tokens) != (0, 0)):
+            faults.append(f"span {k}: an empty document id is for the final padding span only")
+        elif doc_id and start + (b - a) > n_tokens:
+            faults.append(f"span {k}: document tokens [{start}, {start + b - a}) past its {n_tokens} tokens")
+    return faults
 
 
 def _check_stream(subset: Path, stream: Stream, vocab: int, seq_len: int) -> list[str]:

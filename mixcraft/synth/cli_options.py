@@ -15,7 +15,6 @@ from rich.table import Table
 
 from mixcraft.errors import UserError
 from mixcraft.synth.backends import Backend, Usage
-from mixcraft.synth.make_backend import make_backend
 from mixcraft.synth.runner import BudgetReached, RunOptions, console
 
 BUDGET_EXIT = 3
@@ -90,7 +89,7 @@ def build_backends(cfg, models: list[str | None], usage: Usage) -> tuple[list[Ba
             if model is not None and not hasattr(cfg.backend, "model"):
                 raise UserError(f"backend {cfg.backend.type_name} has no models; remove "
                                 "self_lengthen.generator_model and extender_model")
-            built[model] = make_backend(cfg.backend, usage, concurrency=cfg.run.concurrency, model=model)
+            built[model] = _make_backend()(cfg.backend, usage, concurrency=cfg.run.concurrency, model=model)
     return [built[m] for m in models], list(built.values())
 
 
@@ -147,3 +146,11 @@ def print_round_summary(summary: dict) -> None:
         "self_lengthen.extender_model set",
         highlight=False, soft_wrap=True,
     )
+
+
+def _make_backend():
+    """`make_backend`, imported when a synth command runs: it pulls in aiohttp (0.27 s), which
+    every other mixcraft command (a build's start-up included) would otherwise pay for."""
+    from mixcraft.synth.make_backend import make_backend
+
+    return make_backend

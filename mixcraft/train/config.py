@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from mixcraft import schema
 from mixcraft.errors import UserError
+from mixcraft.eval.config import EvalConfig
 from mixcraft.schema import Invalid, NonNegative, Positive, Range, RelPath
 
 PositiveInt = Annotated[int, Positive]
@@ -151,6 +152,7 @@ class TrainConfig:
     seed: Annotated[int, NonNegative] = 0
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig | None = None  # evaluation during training (mixcraft/eval); null: none
     source: str = field(default="", metadata={"internal": True})  # the YAML file, for error messages
 
     def fail(self, where: str, msg: str) -> UserError:

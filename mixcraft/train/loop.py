@@ -23,6 +23,7 @@ from mixcraft.train.checkpoint import save_checkpoint
 from mixcraft.train.config import TrainConfig
 from mixcraft.train.context import slice_tokens
 from mixcraft.train.data import PackedBatch, batches_forever, close_loader
+from mixcraft.train.evaluate import TrainerEval
 from mixcraft.train.hf import export_hf
 from mixcraft.train.metrics import MetricsLog, peak_flops, train_flops
 from mixcraft.train.optim import lr_at, set_lr
@@ -48,6 +49,7 @@ def train(cfg: TrainConfig) -> None:
         metrics = MetricsLog(Path(cfg.out_dir), start_step=run.start_step, total_steps=cfg.train.steps,
                              every=cfg.log.every, world=env.world, peak=peak_flops(cfg.log.peak_tflops, env.device),
                              device=env.device, enabled=env.is_main, tensorboard=cfg.log.tensorboard)
+        evaluator = TrainerEval(cfg, env, run.model) if cfg.eval is not None else None
         batches = batches_forever(run.loader)
         # -- loop
         for step in range(run.start_step, cfg.train.steps):
@@ -69,6 +71,8 @@ def train(cfg: TrainConfig) -> None:
                                        args=run.model.args)
                 if env.is_main:
                     print(f"saved checkpoint {path}", flush=True)
+            if evaluator is not None and evaluator.due(step + 1):
+                evaluator.run(step + 1, metrics)
         if cfg.checkpoint.export_hf:
             export(run, Path(cfg.out_dir) / "hf")
     finally:

@@ -22,7 +22,7 @@ def test_slurm_options_are_checked():
 
 def test_ray_options_are_typed():
     opts = parse_executor_opts("ray", ["address=auto", "cpus_per_task=2"])
-    assert opts == {"address": "auto", "cpus_per_task": 2, "mem_per_cpu_gb": 2.0}
+    assert opts == {"address": "auto", "cpus_per_task": 2, "mem_per_cpu_gb": 2.0, "tasks_per_job": 0}
 
 
 def test_local_takes_no_options():

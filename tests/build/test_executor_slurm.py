@@ -19,7 +19,9 @@ import dill
 from buildhelp import cli_env, output_hashes
 
 from mixcraft.build.load import load_recipe
-from mixcraft.build.run import WORK_DIR, plan_tasks
+from mixcraft.build.plan import plan_tasks
+from mixcraft.build.slurm import default_env_command
+from mixcraft.core.outdir import WORK_DIR
 
 FAKE_SBATCH = """#!/bin/sh
 # Record the script (last argument) and the options, answer like sbatch.
@@ -34,12 +36,16 @@ echo "Submitted batch job $id"
 FAKE_SCONTROL = """#!/bin/sh
 echo node001
 """
+# Lists the jobs named in $SQUEUE_LIVE as still queued (squeue -h -o %i -j IDS prints one id a line).
+FAKE_SQUEUE = """#!/bin/sh
+for id in $SQUEUE_LIVE; do echo "$id"; done
+"""
 
 
 def _fake_bin(tmp_path: Path) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in (("sbatch", FAKE_SBATCH), ("scontrol", FAKE_SCONTROL)):
+    for name, text in (("sbatch", FAKE_SBATCH), ("scontrol", FAKE_SCONTROL), ("squeue", FAKE_SQUEUE)):
         path = bin_dir / name
         path.write_text(text)
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -87,7 +93,7 @@ def test_slurm_scripts_resubmission_and_a_simulated_cluster_run(reference, recip
     script = (jobs[0] / "script").read_text()
     for line in ("#SBATCH --partition=cpu", "#SBATCH --time=01:30:00", "#SBATCH --cpus-per-task=2",
                  "#SBATCH --mem-per-cpu=4G", f"#SBATCH --array=0-{n_tasks - 1}%2", "#SBATCH --job-name=mixcraft-tiny",
-                 f"export PATH={Path(sys.executable).parent}:$PATH",
+                 default_env_command(), "echo 'Starting data processing job mixcraft-tiny'",
                  f"launch_pickled_pipeline {work / 'executor.pik'}"):
         assert line in script, f"{line!r} not in the sbatch script:\n{script}"
     assert script == (work / "launch_script.slurm").read_text()
@@ -95,7 +101,16 @@ def test_slurm_scripts_resubmission_and_a_simulated_cluster_run(reference, recip
     assert "--dependency=afterok:1000" in (jobs[2] / "args").read_text()
     fin_script = (jobs[2] / "script").read_text()
     assert "#SBATCH --array=0-0" in fin_script and "datatrove-finalize/executor.pik" in fin_script
+    assert "qos" not in script
     assert not (out / "manifest.json").exists()
+
+    # While the first submission's jobs are queued, a second submission is refused in one line.
+    refused = subprocess.run(cmd, env=env | {"SQUEUE_LIVE": "1000 1002"}, capture_output=True, text=True)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.splitlines() == [f"error: {out}: Slurm jobs 1000, 1002 of this build are still queued or "
+                                           "running; wait for them (squeue) or cancel them (scancel), then re-run to "
+                                           "resubmit what did not finish"]
+    assert len(list(log.iterdir())) == 4, "nothing was submitted"
 
     # The cluster runs three array tasks, then the job dies; re-running the command submits
     # the rest only, and a new finalize job after them.
@@ -113,3 +128,22 @@ def test_slurm_scripts_resubmission_and_a_simulated_cluster_run(reference, recip
     assert output_hashes(out) == want
     assert "the build is complete; nothing to submit" in _submit(cmd, env)
     assert len(list(log.iterdir())) == 8
+
+
+def test_a_hostile_job_name_never_reaches_the_shell(recipe_path, tmp_path):
+    """Every value in the launch script is quoted: running the script runs no injected command."""
+    bin_dir = _fake_bin(tmp_path)
+    for stub in ("srun", "launch_pickled_pipeline"):
+        (bin_dir / stub).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / stub).chmod(0o755)
+    log = tmp_path / "sbatch-log"
+    log.mkdir()
+    pwned = tmp_path / "pwned"
+    hostile = f'x"; touch {pwned}; echo "'
+    env = cli_env() | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SBATCH_LOG": str(log)}
+    cmd = [sys.executable, "-m", "mixcraft", "build", str(recipe_path), "--out", str(tmp_path / "out"),
+           "--executor", "slurm", "--executor-opt", "partition=cpu", "--executor-opt", f"job_name={hostile}"]
+    _submit(cmd, env)
+    script = next(log.iterdir()) / "script"
+    subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=60)
+    assert not pwned.exists(), script.read_text()

@@ -73,7 +73,7 @@ def test_self_check_disables_a_disagreeing_rank_file(tmp_path):
     bad.write_text("\n".join(lines) + "\n")
     from tokenizers import Tokenizer
 
-    t = Tok("llama3-bad-ranks", Tokenizer.from_file(str(json_path)), json_path, bad)
+    t = Tok("llama3-bad-ranks", json_path, bad, hf=Tokenizer.from_file(str(json_path)))
     assert t.backend == "hf"
     assert t.encode("Hello world").tolist() == [9906, 1917]
 

@@ -64,7 +64,7 @@ def test_repo_split_across_files_is_one_document_in_code_repos_order(tmp_path, r
 
 
 def test_partitions_bound_memory_and_hold_each_repo_once(tmp_path, read_source, monkeypatch):
-    import mixcraft.readers.code_files as cf
+    import mixcraft.readers.shuffle as cf
 
     monkeypatch.setattr(cf, "FLUSH_BYTES", 200)  # many small flushes: a repo spread over chunks
     root = tmp_path / "many"
@@ -78,7 +78,7 @@ def test_partitions_bound_memory_and_hold_each_repo_once(tmp_path, read_source, 
     assert sorted(d.metadata["repo"] for d in docs) == [f"org/r{i}" for i in range(7)]
     assert all(d.metadata["n_files"] == 10 for d in docs)
     parts = sorted((tmp_path / "work" / "src").glob("part-*"))
-    chunks = list((tmp_path / "work" / "src").glob("part-*/chunk-*.parquet"))
+    chunks = list((tmp_path / "work" / "src").glob("part-*/m*-c*.parquet"))
     assert len(parts) <= 4 and len(chunks) > len(parts)  # flushed many times
     seen = [r for p in parts for r in set(pq.read_table(p).column("repo").to_pylist())]
     assert len(seen) == len(set(seen)) == 7  # every repository lives in exactly one partition
@@ -91,9 +91,9 @@ def test_prepare_pass_is_reused_when_inputs_match(tmp_path):
     data = _write_dataset(tmp_path / "stack")
     work = tmp_path / "work"
     cfg = reader_config({"type": "code_files", "paths": [str(data)]})
-    CodeFilesReader("s", cfg, Ledger("s"), work).prepare(work, 1)
+    CodeFilesReader("s", cfg, Ledger("s"), work).prepare(work, 1).run_here()
     stamp = (work / "done.json").stat().st_mtime_ns
-    CodeFilesReader("s", cfg, Ledger("s"), work).prepare(work, 1)
+    assert CodeFilesReader("s", cfg, Ledger("s"), work).prepare(work, 1) is None
     assert (work / "done.json").stat().st_mtime_ns == stamp
 
 

@@ -147,18 +147,20 @@ def test_skip_rules_globs_header_separator(tmp_path, read_source):
 
 
 def test_unreadable_file_is_counted(tmp_path, read_source, monkeypatch):
+    import mixcraft.readers.code_repos as cr
+
     repo = tmp_path / "repos" / "r"
     repo.mkdir(parents=True)
     (repo / "a.py").write_text("A = 1\n")
     (repo / "locked.py").write_text("LOCKED = 1\n")
-    real = Path.read_bytes
+    real = cr.read_regular
 
-    def read_bytes(self):  # root reads a chmod-000 file anyway, so simulate the kernel's refusal
-        if self.name == "locked.py":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def read_regular(path, limit):  # root reads a chmod-000 file anyway, so simulate the kernel's refusal
+        if path.name == "locked.py":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, limit)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(cr, "read_regular", read_regular)
     docs, (ledger,) = read_source({"type": "code_repos", "paths": [str(repo.parent)]})
     assert _headers(docs[0].text) == ["a.py"] and ledger.notes["unreadable"] == 1
 
@@ -174,12 +176,19 @@ def test_chmod_000_file_is_counted(tmp_path, read_source):
     assert ledger.notes["unreadable"] == 1
 
 
-def test_strict_turns_a_skip_into_one_error(tmp_path, read_source):
+def test_strict_counts_repository_policy_and_stops_at_a_broken_archive(tmp_path, read_source):
+    """--strict is usable on real repositories: an empty or binary file inside one is policy,
+    counted; a repository that cannot be read at all is still one error line."""
     from mixcraft.errors import UserError
 
     repo = tmp_path / "repos" / "r"
     repo.mkdir(parents=True)
     (repo / "a.bin").write_bytes(b"\x00\x01")
+    (repo / "empty.py").write_text("")
     (repo / "b.py").write_text("B = 1\n")
-    with pytest.raises(UserError, match=r"r/a\.bin: binary \(run without --strict to skip and count it\)"):
-        read_source({"type": "code_repos", "paths": [str(repo.parent)]}, strict=True)
+    docs, (ledger,) = read_source({"type": "code_repos", "paths": [str(repo.parent)]}, strict=True)
+    assert _headers(docs[0].text) == ["b.py"]
+    assert ledger.notes == {"binary": 1, "empty_file": 1}
+    (repo.parent / "broken.tar.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    with pytest.raises(UserError, match=r"broken\.tar\.gz: .*: corrupt archive \(run without --strict"):
+        read_source({"type": "code_repos", "paths": [str(repo.parent)]}, strict=True, name="again")

@@ -76,3 +76,110 @@ def test_premixed_rows_and_errors(small_build, run_cli):
     unknown = run_cli("inspect", out, "--source", "dcos")
     assert unknown.returncode == 2
     assert "--source 'dcos': no such source in this build (have: chat, docs)" in unknown.stderr
+
+
+# The document line of a panel: "ID: the whole document" or "ID: document tokens [a, b) of n".
+DOC_LINE = re.compile(r"│ (\S+): (?:the (whole) document|document tokens \[([\d,]+), ([\d,]+)\) of ([\d,]+))")
+
+
+def _num(text):
+    return int(text.replace(",", ""))
+
+
+def _doc_lines(stdout):
+    return [(m[1], 0 if m[2] else _num(m[3]), None if m[2] else _num(m[4])) for m in DOC_LINE.finditer(stdout)]
+
+
+def _records(path):
+    import json
+
+    with open(path) as f:
+        return {r["id"]: r["text"] for r in map(json.loads, f)}
+
+
+def test_every_piece_names_its_document_and_its_tokens(small_build, tok, run_cli):
+    """Checked against the source itself: the named record, tokenized, holds the piece's tokens
+    at the offsets shown."""
+    from mixcraft.mds import row_of
+
+    out, manifest = small_build
+    texts = _records(next(p for p in (out.parent / "corpus").glob("short.jsonl")))
+    stream = next(s for s in manifest["streams"] if s["source"] == "docs")
+    checked = 0
+    for n in range(min(stream["rows"], 4)):
+        row = row_of(_row(out, stream["path"], n))
+        res = run_cli("inspect", out, "--source", "docs", "--row", n, "--chars", 20)
+        lines = _doc_lines(res.stdout)
+        assert [d for d, _, _ in lines] == list(row.doc_ids), "one document line per piece, in order"
+        for (doc_id, start, end), (a, b) in zip(lines, row.spans.tolist(), strict=True):
+            ids = tok.encode(texts[doc_id])
+            end = len(ids) if end is None else end
+            assert end - start == b - a
+            assert np.array_equal(ids[start:end], row.input_ids[a:b])
+            checked += 1
+    assert checked >= 8
+
+
+def test_pieces_continuing_across_rows_are_marked_both_ways(small_build, run_cli):
+    from mixcraft.mds import iter_rows, row_of
+
+    out, manifest = small_build
+    path = next(s["path"] for s in manifest["streams"] if s["source"] == "docs")
+    rows = [row_of(r) for r in iter_rows(out / path)]
+    n = next(i for i, r in enumerate(rows) if i and r.doc_offsets[0][0] > 0)  # greedy: the tail of row i - 1's last
+    here = run_cli("inspect", out, "--source", "docs", "--row", n).stdout
+    before = run_cli("inspect", out, "--source", "docs", "--row", n - 1).stdout
+    assert f"↩ continues from row {n - 1}" in here
+    assert f"↪ continues into row {n}" in before
+    whole = sum(start == 0 and end == total for r in rows[n - 1:n + 1]
+                for (start, total), (a, b) in zip(r.doc_offsets, r.spans.tolist(), strict=True)
+                for end in [start + b - a])
+    assert (here + before).count("the whole document") == whole > 0
+    assert (here + before).count("↩") + (here + before).count("↪") == sum(
+        (r.doc_offsets[0][0] > 0) + (r.doc_offsets[-1][0] + int(r.spans[-1, 1] - r.spans[-1, 0]) < r.doc_offsets[-1][1])
+        for r in rows[n - 1:n + 1]), "marks only on the first and last piece, and only where a document is cut"
+
+
+@pytest.fixture(scope="module")
+def bestfit_build(mix_corpus, tmp_path_factory):
+    """Best-fit rows of 256 tokens: padded rows, and docstrings longer than a row whose
+    remainder waits for a row it fits."""
+    from mixcorpus import build_recipe, source, write_recipe
+
+    root = tmp_path_factory.mktemp("bestfit")
+    recipe = write_recipe(root / "bf.yaml", {
+        "name": "bf", "seed": 2, "seq_len": 256, "sources": [
+            source("docs", "text", mix_corpus["short"], proportion=1.0, packing="best_fit", max_docs=120)]})
+    out = root / "out"
+    build_recipe(recipe, out)
+    return out
+
+
+def test_padding_is_labelled_padding_and_remainders_come_from_earlier_rows(bestfit_build, run_cli):
+    from mixcraft.mds import iter_rows, row_of
+
+    out = bestfit_build
+    rows = [row_of(r) for r in iter_rows(out / "docs" / "256")]
+    n = next(i for i, r in enumerate(rows) if r.padding and len(r.spans) >= 3)
+    res = run_cli("inspect", out, "--row", n)
+    row = rows[n]
+    a, b = row.spans[-1].tolist()
+    assert f"{len(row.spans) - 1} pieces and {row.padding:,} padding tokens" in res.stdout
+    assert f"padding  [{a:,}, {b:,})  {b - a:,} tokens" in res.stdout
+    assert [k for k, *_ in _titles(res.stdout)] == list(range(len(row.spans) - 1)), "padding is not a piece"
+    assert next(line for line in res.stdout.splitlines() if line.startswith("|")).endswith("░|")
+    # A long docstring: full rows at once, its remainder placed later where it fits.
+    m = next(i for i, r in enumerate(rows) if any(s > 0 for k, (s, _) in enumerate(r.doc_offsets)
+                                                  if not (i and k == 0 and rows[i - 1].doc_ids[-1] == r.doc_ids[0])))
+    shown = run_cli("inspect", out, "--row", m).stdout
+    assert "↩ continues from an earlier row" in shown
+
+
+def test_chunk_buckets_name_the_tail_and_chunks_of_one_document(layout_build, run_cli):
+    """Four 256-token chunks a row: consecutive chunks of one document continue each other, and a
+    rest shorter than a chunk is the tail, never packed."""
+    out, _ = layout_build
+    text = "".join(run_cli("inspect", out, "--source", "topics", "--bucket", "256x4", "--row", n).stdout
+                   for n in range(6))
+    assert "continued by piece" in text and "continues piece" in text
+    assert re.search(r"its last [\d,]+ tokens are its tail: shorter than a chunk", text)

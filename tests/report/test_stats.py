@@ -118,7 +118,7 @@ def test_report_writes_readable_pngs_and_a_self_contained_page(knobs_build, tmp_
     assert "report.html" in stderr
     page = (report / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
-    for name in ("mixture.png", "doc_lengths.png", "row_fill.png"):
+    for name in ("mixture.png", "drop_reasons.png", "doc_lengths.png", "row_pieces.png"):
         data = (report / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
         assert f"data:image/png;base64,{base64.b64encode(data).decode()}" in page, f"{name} not embedded"

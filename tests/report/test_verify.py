@@ -109,3 +109,28 @@ def test_an_edited_index_is_a_fault(copy_out, run_cli):
     index.write_text(index.read_text().replace(shard["hash"], "0" * len(shard["hash"])))
     assert _faults(run_cli("verify", out))[0] == (
         f"FAULT {stream['path']}/index.json: sha256 differs from the one recorded at build time (edited or replaced)")
+
+
+def test_document_ids_are_checked_against_the_spans(small_build):
+    """Each span has one id and (offset, document tokens); "" only for the final padding span;
+    no piece reaches past its document's end."""
+    import numpy as np
+
+    from mixcraft.core.pack import Row
+    from mixcraft.mds import read_row, row_of
+    from mixcraft.report.verify import doc_id_faults
+
+    out, manifest = small_build
+    row = row_of(read_row(out / manifest["streams"][0]["path"], 0))
+    assert row.doc_ids and doc_id_faults(row) == [], "a built row is sound"
+    ids, spans = np.zeros(10, np.uint32), np.array([[0, 4], [4, 8], [8, 10]], np.uint32)
+
+    def faults(doc_ids, offsets):
+        return doc_id_faults(Row(ids, spans, None, doc_ids, 0, offsets))
+
+    assert faults(("a", "b", ""), ((0, 4), (2, 6), (0, 0))) == []
+    assert faults(("a", "b"), ((0, 4), (0, 4))) == ["2 document ids and 2 offsets for 3 spans"]
+    assert faults(("a", "", "c"), ((0, 4), (0, 0), (0, 2))) == [
+        "span 1: an empty document id is for the final padding span only"]
+    assert faults(("a", "b", "c"), ((0, 4), (3, 6), (0, 2))) == [
+        "span 1: document tokens [3, 7) past its 6 tokens"]
