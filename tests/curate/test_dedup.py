@@ -84,3 +84,15 @@ def test_dedup_config_errors_name_the_key(tmp_path, cli, dedup, message):
     proc = cli("build", str(tmp_path / "r.yaml"), "--dry-run")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert f"r.yaml: {message}" in proc.stderr, proc.stderr
+
+
+def test_dry_run_prints_each_dedup_stage(tmp_path, cli):
+    _write(tmp_path / "web.jsonl", [("a", "x")])
+    _write(tmp_path / "forum.jsonl", [("b", "y")])
+    (tmp_path / "r.yaml").write_text(RECIPE.format(threshold=0.8).replace("}}\n", "}, tasks: 20}\n", 1))
+    proc = cli("build", str(tmp_path / "r.yaml"), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    stages = [line for line in proc.stdout.splitlines() if line.startswith("stage ")]
+    assert stages == ["stage dedup_signatures: 3 tasks", "stage exact_partitions: 20 tasks",
+                      "stage minhash_buckets: 28 tasks", "stage dedup_verdicts: 3 tasks", "stage tasks: 3 tasks",
+                      "stage finalize: 1 task"], proc.stdout

@@ -68,13 +68,12 @@ def test_dedup_stages_as_dependent_job_arrays(tmp_path, monkeypatch):
     jobs = submit_slurm(recipe, out, opts)
     layout = OutLayout(out)
 
-    # Each array, in submission order, with the job it waits for (datatrove adds a stats job
-    # after each array; those depend on their array and are skipped here).
+    # Each array, in submission order, with the job it waits for. datatrove submits a stats job
+    # after each array, naming the same folder: the first submission per folder is the array.
     arrays = {}
     for job in sorted(log.iterdir()):
-        script = (job / "script").read_text()
-        pik = re.search(r"launch_pickled_pipeline (\S+)", script)
-        if pik and "stats" not in Path(pik.group(1)).parent.name:
+        pik = re.search(r"launch_pickled_pipeline (\S+)", (job / "script").read_text())
+        if pik and Path(pik.group(1)).parent.name not in arrays:
             dep = re.search(r"--dependency=afterok:(\d+)", (job / "args").read_text())
             arrays[Path(pik.group(1)).parent.name] = (job.name, dep.group(1) if dep else None)
     plan = [name for name, _ in dedup_stages(recipe)]
