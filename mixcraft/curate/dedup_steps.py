@@ -151,8 +151,8 @@ class MinhashBuckets(DedupStep):
         # MinHash values are uniform on [0, 2^61 - 1): equal slices balance the workers.
         lo, hi = (int(_mersenne_prime) * w // job.bucket_workers for w in (worker, worker + 1))
         folder = get_datafolder(str(job.work / "bands"))
-        names = folder.list_files(subdirectory=f"bucket_{bucket:03d}")  # sorted: (rank, run) order
-        ranks = [int(Path(n).name[:5]) for n in names]
+        names = sorted(folder.list_files(subdirectory=f"bucket_{bucket:03d}"), key=_rank_run)
+        ranks = [_rank_run(n)[0] for n in names]
         config = job.minhash
         readers = [read_sigs(f, i, config, min_hash=lo, max_hash=hi, lines_to_buffer=1024)
                    for i, f in enumerate(folder.open_files(names, mode="rb"))]
@@ -169,6 +169,12 @@ class MinhashBuckets(DedupStep):
         out.flush()
         sigs.close()
         return {"files": len(names), "copies": out.count, "largest_group": largest}
+
+
+def _rank_run(name: str) -> tuple[int, int]:
+    """(rank, run) of a band file `<rank>_<run>.minhash.sig`: the order documents come in."""
+    rank, run = Path(name).name.removesuffix(".minhash.sig").split("_")
+    return int(rank), int(run)
 
 
 def _emit(group: list[tuple[int, int]], sigs: RowReader, threshold: float, out: CopyWriter) -> int:
