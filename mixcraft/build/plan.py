@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from mixcraft.core.mixture import bucket_budgets, max_passes
 from mixcraft.core.recipe import Recipe, Source
+from mixcraft.curate.dedup import dedup_stages
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ def stage_plan(recipe: Recipe) -> list[tuple[str, int]]:
     `stage <name>: <N> tasks`). Only the final index merge and manifest is one task."""
     stages = [(f"{s.name} partition", s.reader.partition_tasks(s.tasks)) for s in recipe.sources
               if hasattr(s.reader, "partition_tasks")]
+    stages += dedup_stages(recipe)
     stages.append(("tasks", sum(s.tasks for s in recipe.sources)))
     stages.append(("finalize", 1))
     return stages

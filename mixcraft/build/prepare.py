@@ -4,42 +4,56 @@
   files are resolved once; the `code_files` reader's map stage hash-partitions its rows by
   repository so that each task can group whole repositories (a `PrepareStage`: datatrove
   ranks that an executor can fan out, then a finish on the driver);
-- cross-source dedup (`curate/dedup.py`), when the recipe has a `dedup:` block: every
-  deduplicated source is read once, in recipe order (source, then task, then document), and
-  each later copy of a text gets a verdict naming the kept one; tasks drop them by position.
+- cross-source dedup (`curate/dedup.py`), when the recipe has a `dedup:` block: stages of
+  tasks on the build's executor (signatures, exact partitions, MinHash bands, verdicts); each
+  later copy of a text gets a verdict naming the original; tasks drop them by position.
 
-They run in the build's own process, in this order, and each is skipped on a re-run when its
-`done.json` matches (so a killed build resumes). Their results live under OUT/.mixcraft.
+They run in this order. The reader passes run in the build's own process and are skipped on a
+re-run when their `done.json` matches; the dedup stages resume task by task (datatrove's
+completion markers). Their results live under OUT/.mixcraft.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
+from datatrove.data import Document
+
 from mixcraft.build.executors import ExecutorOptions, make_executor
-from mixcraft.build.plan import split_limit
+from mixcraft.build.plan import task_doc_cap
 from mixcraft.core.ledger import Ledger
 from mixcraft.core.outdir import OutLayout, write_atomic
-from mixcraft.core.recipe import Recipe
-from mixcraft.curate.dedup import DedupIndex
+from mixcraft.core.recipe import Recipe, Source
+from mixcraft.curate.dedup import dedup_inputs, dedup_job, dedup_pipeline
+from mixcraft.curate.dedup_files import BUDGET_BYTES
+from mixcraft.curate.minhash import warm_tokenizer
 from mixcraft.readers import make_reader
 from mixcraft.readers.base import PrepareStage
 
 
 def prepare_sources(recipe: Recipe, out: Path, *, limit: int | None, strict: bool,
-                    executor: ExecutorOptions = ExecutorOptions(), workers: int | None = None) -> None:
+                    executor: ExecutorOptions = ExecutorOptions(), workers: int | None = None) -> list | None:
     """The passes before the tasks: each reader's fan-out stage on the build's executor (its ranks
-    at once, `workers` at a time; finished ranks are skipped on a re-run), then dedup."""
+    at once, `workers` at a time; finished ranks are skipped on a re-run), then dedup's stages.
+    On Slurm the reader stages run here, on the submitting node (their finish needs their ranks
+    done), and the dedup stages come back unsubmitted: their executors, each depending on the one
+    before; the build's task array must depend on the last. Elsewhere: None."""
     layout = OutLayout(out)
+    on_slurm = executor.kind == "slurm"
     for stage in reader_stages(recipe, layout, strict=strict):
-        ex = make_executor(executor, [stage.step], tasks=stage.world_size, workers=workers,
+        ex = make_executor(ExecutorOptions() if on_slurm else executor, [stage.step], tasks=stage.world_size,
+                           workers=None if on_slurm else workers,
                            logging_dir=layout.work / "datatrove-prepare" / stage.name, name=f"{recipe.name}-{stage.name}")
         ex.run()
         stage.finish()
     if recipe.dedup:
-        run_dedup(recipe, layout, limit=limit)
+        return run_dedup(recipe, layout, limit=limit, executor=executor, workers=workers)
+    return None
 
 
 def reader_stages(recipe: Recipe, layout: OutLayout, *, strict: bool) -> list[PrepareStage]:
@@ -56,31 +70,57 @@ def reader_stages(recipe: Recipe, layout: OutLayout, *, strict: bool) -> list[Pr
     return stages
 
 
-def run_dedup(recipe: Recipe, layout: OutLayout, *, limit: int | None) -> None:
-    """The pass before the tasks: verdicts for every later copy, per (source, task)."""
-    folder = layout.dedup_dir
-    identity = {"recipe_sha256": recipe.digest(), "limit": limit}
-    done = folder / "done.json"
-    if done.is_file() and json.loads(done.read_text()) == identity:
-        return
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    index = DedupIndex(recipe.dedup, folder / "scratch")
-    wanted = recipe.dedup.sources or [s.name for s in recipe.sources]
-    for source in recipe.sources:
-        if source.name not in wanted:
-            continue
-        for task in range(source.tasks):
-            # A scratch ledger: the task itself counts every read and skip for real.
-            reader = make_reader(source.name, source.reader, Ledger(source.name),
-                                 work_dir=layout.prepare(source.name))
-            cap = split_limit(limit, task, source.tasks)
-            verdicts = {}
-            for ordinal, doc in enumerate(reader.read(task, source.tasks)):
-                if cap is not None and ordinal >= cap:
-                    break
-                verdict = index.check(f"{source.name}:{doc.id}", doc.text)
-                if verdict:
-                    verdicts[str(ordinal)] = verdict
-            write_atomic(layout.verdicts(source.name, task), json.dumps(verdicts))
+@dataclass(frozen=True)
+class TaskStream:
+    """A build task's documents as its read step yields them in pass 1 (`curate.dedup.DocStream`)."""
+
+    spec: Source
+    task: int
+    cap: int | None  # the task's --limit / max_docs share
+    work_dir: Path
+
+    @property
+    def source(self) -> str:
+        return self.spec.name
+
+    def __call__(self) -> Iterator[Document]:
+        # A scratch ledger: the build task itself counts every read and skip for real.
+        reader = make_reader(self.spec.name, self.spec.reader, Ledger(self.spec.name), work_dir=self.work_dir)
+        return islice(reader.read(self.task, self.spec.tasks), self.cap)
+
+
+def run_dedup(recipe: Recipe, layout: OutLayout, *, limit: int | None, executor: ExecutorOptions = ExecutorOptions(),
+              workers: int | None = None, budget_bytes: int = BUDGET_BYTES) -> list | None:
+    """The dedup stages (curate/dedup.py), each a fan-out of tasks on the executor, resumed
+    task by task after a kill. Local and Ray: runs them, leaves the verdicts, deletes the
+    scratch files, returns None. Slurm: submits nothing yet and returns the stages' executors,
+    each depending on the one before (the build's task array must depend on the last)."""
+    folder, identity = layout.dedup_dir, {"recipe_sha256": recipe.digest(), "limit": limit}
+    done, started = folder / "done.json", folder / "started.json"
+    if _holds(done, identity):
+        return None
+    if not _holds(started, identity):  # another recipe or --limit: nothing here is reusable
+        shutil.rmtree(folder, ignore_errors=True)
+        write_atomic(started, json.dumps(identity))
+    inputs = dedup_inputs(recipe)
+    streams = [TaskStream(s, t, task_doc_cap(s, t, limit), layout.prepare(s.name)) for s, t in inputs]
+    job = dedup_job(recipe, streams, [layout.verdicts(s.name, t) for s, t in inputs], layout.dedup_work,
+                    layout.dedup_logs("task_stats"), budget_bytes=budget_bytes)
+    if recipe.dedup.minhash and executor.kind == "local":
+        warm_tokenizer()  # once here, not in every forked task (~2 s each)
+    executors = []
+    for name, step, tasks in dedup_pipeline(job):
+        executors.append(make_executor(executor, [step], tasks=tasks, workers=workers,
+                                       logging_dir=layout.dedup_logs(name), name=f"{recipe.name}-{name}",
+                                       depends=executors[-1] if executors else None))
+        if executor.kind != "slurm":
+            executors[-1].run()
+    if executor.kind == "slurm":
+        return executors
     write_atomic(done, json.dumps(identity))
+    shutil.rmtree(layout.dedup_work, ignore_errors=True)  # ~2 KB per document, no longer needed
+    return None
+
+
+def _holds(path: Path, identity: dict) -> bool:
+    return path.is_file() and json.loads(path.read_text()) == identity

@@ -74,10 +74,10 @@ class FinalizeStep(PipelineStep):
         yield from ()
 
 
-def task_executor(recipe: Recipe, out: Path, opts: BuildOptions):
+def task_executor(recipe: Recipe, out: Path, opts: BuildOptions, depends=None):
     step = TaskStep(recipe, out, limit=opts.limit, strict=opts.strict)
     return make_executor(opts.executor, [step], tasks=len(plan_tasks(recipe)), workers=opts.workers,
-                         logging_dir=OutLayout(out).logs, name=recipe.name)
+                         logging_dir=OutLayout(out).logs, name=recipe.name, depends=depends)
 
 
 def check_out(recipe: Recipe, out: Path, *, limit: int | None) -> dict:
@@ -181,12 +181,14 @@ def submit_slurm(recipe: Recipe, out: Path, opts: BuildOptions) -> SlurmJobs:
     layout = OutLayout(out)
     with locked_out(recipe, out, limit=opts.limit):
         refuse_if_queued(layout.slurm_jobs)
-        prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict)  # on this node, before the array
-        ex = task_executor(recipe, out, opts)
+        # Reader passes on this node; dedup stages as job arrays that the task array depends on.
+        dedup = prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict, executor=opts.executor,
+                                workers=opts.workers) or []
+        ex = task_executor(recipe, out, opts, depends=dedup[-1] if dedup else None)
         fin = make_executor(opts.executor, [FinalizeStep(recipe, out)], tasks=1, workers=1,
                             logging_dir=layout.finalize_logs, name=f"{recipe.name}-finalize", depends=ex)
         fin.run()  # launches `ex` first, then itself with --dependency=afterok:<ex's job id>
-        record_jobs(layout.slurm_jobs, [ex.job_id, fin.job_id])
+        record_jobs(layout.slurm_jobs, [*(d.job_id for d in dedup), ex.job_id, fin.job_id])
         return SlurmJobs(tasks=ex.job_id, finalize=fin.job_id, script=layout.logs / "launch_script.slurm")
 
 

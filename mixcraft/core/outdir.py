@@ -13,6 +13,7 @@ it consistent when a build is killed at any point (atomic writes, the folder loc
         progress/<source>.<task>.json     running counts for the progress bars
         prepare/<source>/                 passes before the tasks (repository grouping)
         dedup/<source>/<task>.json        dedup verdicts
+        dedup/_work/ dedup/_logs/<stage>/ the dedup stages' scratch files and executor logs
         dropped/<source>/<task>.jsonl     dropped samples (output.write_dropped)
         datatrove/                        executor logs and completion markers
         slurm_jobs.json                   job ids of the last Slurm submission
@@ -83,6 +84,13 @@ class OutLayout:
     @property
     def dedup_dir(self) -> Path:
         return self.work / "dedup"
+
+    @property
+    def dedup_work(self) -> Path:
+        return self.dedup_dir / "_work"  # "_": no source name starts with one
+
+    def dedup_logs(self, stage: str) -> Path:
+        return self.dedup_dir / "_logs" / stage
 
     def subset(self, rel: str) -> Path:
         """A subset folder from its manifest path (`source/bucket`, `premixed`)."""

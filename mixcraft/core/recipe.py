@@ -156,6 +156,9 @@ class Dedup:
     exact: bool = True
     minhash: MinhashParams | None = None
     sources: tuple[str, ...] | None = None  # default: every source
+    # Tasks of the shuffle stages (exact partitions; MinHash bands x hash ranges); they never
+    # change the verdicts. Default: one per read task of the deduplicated sources.
+    tasks: Annotated[int, Range(ge=1, le=1_000_000)] | None = None
 
     def __post_init__(self) -> None:
         if not self.exact and self.minhash is None:

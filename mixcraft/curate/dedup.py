@@ -1,132 +1,156 @@
-"""Exact and MinHash near-duplicate removal across sources.
+"""Exact and MinHash near-duplicate removal across sources, as stages of tasks on the executor.
 
     dedup:
       exact: true                       # identical text (xxhash64 of the whole text)
       minhash: {threshold: 0.8}         # estimated Jaccard similarity of word 5-gram sets
       sources: [code_repos, books]      # optional; default every source
+      tasks: 64                         # optional; tasks of the shuffle stages (default: one
+                                        # per read task of the deduplicated sources)
 
-Why a pass before the tasks: a duplicate can sit in another source, read by another task in
-another process. So `mixcraft build` first reads every deduplicated source once, in recipe
-order (source, then task, then document), and keeps the first copy of each text; the later
-copies get a verdict (`exact_duplicate` or `near_duplicate`, naming the kept copy) in
-OUT/.mixcraft/dedup/<source>/<task>.json. The tasks then drop exactly those documents, by
-their position in the task's read stream, and count them in the ledger. Positions are stable
-because readers are deterministic and the pass applies the same `--limit`.
+Why before the tasks: a duplicate can sit in another source, read by another task. So the
+build first runs four stages (curate/dedup_steps.py), each a fan-out of tasks on the chosen
+executor, and each task's memory bounded by `budget_bytes` buffers, not by the corpus:
 
+    dedup_signatures   one task per (source, task) of the deduplicated sources
+    exact_partitions   `tasks` tasks, one hash partition each           (with `exact`)
+    minhash_buckets    num_buckets x ceil(tasks / num_buckets) tasks    (with `minhash`)
+    dedup_verdicts     one task per (source, task): its verdicts file
+
+Documents are ordered as the recipe reads them: source, then task, then position in the task's
+read stream. A document is dropped as
+- `exact_duplicate` when an earlier document has the same text hash; the verdict names the
+  first document with that hash;
+- otherwise `near_duplicate` when an earlier document shares at least one LSH band with it
+  (num_buckets bands of hashes_per_bucket MinHash values, as datatrove) and their whole
+  signatures agree on at least `threshold` of their values (an unbiased estimate of the
+  Jaccard similarity of their word n-gram sets); the verdict names the earliest such document.
+So the first document of every set of copies is kept, whatever the executor or worker count.
+
+How this differs from the single-process index it replaces, which compared each document only
+with earlier documents it had *kept*: in a chain A ~ B ~ C where C is not similar to A, the
+index kept A and C (B was dropped, so C never met it); here C is a near copy of B and is
+dropped too, naming B. That is what makes the stages independent: a document's verdict depends
+on its earlier neighbours only, never on whether they were kept, so no task waits for the
+verdicts of another. On the demo corpus both keep the same documents (benchmarks/dedup.py
+checks). And how it differs from datatrove's own MinhashDedupCluster: that stage joins any
+bucket match into one cluster, ignoring `threshold`, and runs as a single task; here the
+threshold decides, and every stage fans out.
+
+The tasks then drop exactly the documents with a verdict, by their position in the task's read
+stream (`load_verdicts`), and count them in the ledger. Positions are stable because readers
+are deterministic and the stages apply the same `--limit` and `max_docs` caps as the tasks.
 Dedup runs on documents as read, before the per-source filters: a duplicate is a duplicate
-whatever its source's quality filters would say. (The kept copy can still be dropped later by
-a filter of its own source; configure the same filters on sources that share text.)
-
-MinHash uses datatrove's machinery: `MinhashConfig` (word n-grams, buckets x hashes per
-bucket, seed), its text normalization, word tokenizer, shingle hashing and permutation
-parameters (`MinhashDedupSignature`). The signature is computed over chunks of shingles so a
-whole repository does not build a (shingles x hashes) matrix in memory. Candidates are found
-by LSH (any equal bucket, as in datatrove), and a candidate is a duplicate when the fraction
-of equal signature values, an unbiased estimate of Jaccard similarity, reaches `threshold`.
-The index lives in memory, about 1 KB per document with the default 14 x 8 hashes: fine for
-the long-document sources (millions of documents); for web-scale short sources run
-datatrove's disk-based four-stage MinHash pipeline instead.
+whatever its source's quality filters would say.
 """
 
 from __future__ import annotations
 
-# datatrove's dependency check calls importlib.metadata without importing it; in a process
-# that has not imported it yet the word tokenizer fails with an AttributeError.
-import importlib.metadata  # noqa: F401
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-import numpy as np
 from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
 
-from mixcraft.core.ledger import Ledger
-from mixcraft.core.recipe import Dedup, MinhashParams
-
-SHINGLE_CHUNK = 4096  # shingles hashed at once: 4096 x 112 uint64 = 3.7 MB of scratch
-
-
-class MinHasher:
-    """datatrove's MinHash signature of a text, computed in bounded memory."""
-
-    def __init__(self, cfg: MinhashParams, scratch: Path):
-        from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
-
-        config = MinhashConfig(n_grams=cfg.n_grams, num_buckets=cfg.num_buckets,
-                               hashes_per_bucket=cfg.hashes_per_bucket, seed=cfg.seed)
-        self.step = MinhashDedupSignature(output_folder=str(scratch), config=config)
-        self.config = config
-
-    def signature(self, text: str) -> np.ndarray | None:
-        """(num_buckets, hashes_per_bucket) minimum hashes; None for a text with no n-gram."""
-        from datatrove.pipeline.dedup.minhash import _mersenne_prime
-
-        shingles = self.step.get_shingles(text)
-        if shingles.size == 0:
-            return None
-        a, b = self.step.parameters
-        mins = np.full(a.shape[1], np.iinfo(np.uint64).max, dtype=np.uint64)
-        for start in range(0, len(shingles), SHINGLE_CHUNK):
-            phv = (shingles[start:start + SHINGLE_CHUNK] * a + b) % _mersenne_prime
-            np.minimum(mins, phv.min(axis=0), out=mins)
-        if self.config.hash_config.precision == 32:
-            mins = np.bitwise_and(mins, self.config.hash_config.max)
-        return mins.astype(self.config.hash_config.np_dtype).reshape(self.config.num_buckets, -1)
+from mixcraft.core.recipe import Dedup, Recipe, Source
+from mixcraft.curate.dedup_files import BUDGET_BYTES
 
 
-class DedupIndex:
-    """First-seen wins. `check(doc)` returns None for a new text, else (reason, id of the kept copy)."""
+class DocStream(Protocol):
+    """One (source, task) of the deduplicated sources, as its build task reads it: calling it
+    yields the documents (the build layer makes them; this layer cannot import readers)."""
 
-    def __init__(self, cfg: Dedup, scratch: Path):
-        from datatrove.utils.hashing import HashConfig, create_hash_func
+    source: str
 
-        self.exact = cfg.exact
-        self.hash_text = create_hash_func(HashConfig(), str)  # xxhash64, as datatrove's exact dedup
-        self.texts: dict[int, str] = {}
-        self.minhash = MinHasher(cfg.minhash, scratch) if cfg.minhash else None
-        self.threshold = cfg.minhash.threshold if cfg.minhash else None
-        self.sigs: list[np.ndarray] = []
-        self.sig_ids: list[str] = []
-        self.bands: list[dict[bytes, list[int]]] = [{} for _ in range(cfg.minhash.num_buckets)] if cfg.minhash else []
+    def __call__(self) -> Iterable[Document]: ...
 
-    def check(self, doc_key: str, text: str) -> tuple[str, str] | None:
-        if self.exact:
-            h = self.hash_text(text)
-            if h in self.texts:
-                return "exact_duplicate", self.texts[h]
-            self.texts[h] = doc_key
-        if self.minhash is None:
-            return None
-        sig = self.minhash.signature(text)
-        if sig is None:
-            return None
-        candidates = {i for band, table in zip(sig, self.bands, strict=True) for i in table.get(band.tobytes(), ())}
-        for i in sorted(candidates):
-            if float(np.mean(self.sigs[i] == sig)) >= self.threshold:
-                return "near_duplicate", self.sig_ids[i]
-        n = len(self.sigs)
-        self.sigs.append(sig)
-        self.sig_ids.append(doc_key)
-        for band, table in zip(sig, self.bands, strict=True):
-            table.setdefault(band.tobytes(), []).append(n)
-        return None
+
+def dedup_inputs(recipe: Recipe) -> list[tuple[Source, int]]:
+    """The read tasks of the signature stage, in recipe order: rank r is the r-th pair."""
+    wanted = recipe.dedup.sources or [s.name for s in recipe.sources]
+    return [(s, t) for s in recipe.sources if s.name in wanted for t in range(s.tasks)]
+
+
+def shuffle_tasks(cfg: Dedup, read_tasks: int) -> tuple[int, int]:
+    """(exact partitions, workers per MinHash band) for `cfg.tasks`, default the read tasks."""
+    tasks = cfg.tasks or read_tasks
+    per_band = -(-tasks // cfg.minhash.num_buckets) if cfg.minhash else 0
+    return tasks, per_band
+
+
+def stage_tasks(cfg: Dedup, reads: int) -> list[tuple[str, int]]:
+    """The stages for `reads` read tasks and their task counts, in run order."""
+    partitions, per_band = shuffle_tasks(cfg, reads)
+    stages = [("dedup_signatures", reads)]
+    if cfg.exact:
+        stages.append(("exact_partitions", partitions))
+    if cfg.minhash:
+        stages.append(("minhash_buckets", cfg.minhash.num_buckets * per_band))
+    return [*stages, ("dedup_verdicts", reads)]
+
+
+def dedup_stages(recipe: Recipe) -> list[tuple[str, int]]:
+    """The dedup stages of a recipe and their task counts, in run order ([] without `dedup:`),
+    for `--dry-run`: `stage <name>: <N> tasks`."""
+    return stage_tasks(recipe.dedup, len(dedup_inputs(recipe))) if recipe.dedup else []
+
+
+@dataclass(frozen=True)
+class DedupJob:
+    """Everything the dedup steps of one build share: what to read, where to write."""
+
+    cfg: Dedup
+    streams: tuple[DocStream, ...]  # per rank
+    verdicts: tuple[Path, ...]  # per rank: the verdicts file its build task reads
+    work: Path  # scratch folder of the stages
+    stats: Path  # <stage>/<task>.json: what each task did, its peak memory
+    partitions: int
+    bucket_workers: int
+    hashes: object  # datatrove's HashConfig (xxhash64), for exact and MinHash
+    minhash: object | None  # datatrove's MinhashConfig, with `hashes`
+    budget_bytes: int = BUDGET_BYTES
+
+    def key_files(self, rank: int) -> tuple[Path, Path]:
+        return self.work / "ids" / f"{rank:05d}.txt", self.work / "ids" / f"{rank:05d}.off"
+
+    def full_file(self, rank: int) -> Path:
+        return self.work / "full" / f"{rank:05d}.sig"
+
+    def band_file(self, bucket: int, rank: int, run: int) -> Path:
+        return self.work / "bands" / f"bucket_{bucket:03d}" / f"{rank:05d}_{run:05d}.minhash.sig"
+
+    def copies_dir(self, stage: str, task: int) -> Path:
+        return self.work / "copies" / f"{stage}_{task:05d}"
+
+    def copies_dirs(self, stage: str) -> list[Path]:
+        return sorted((self.work / "copies").glob(f"{stage}_*"))
+
+
+
+def dedup_job(recipe: Recipe, streams: list[DocStream], verdicts: list[Path], work: Path, stats: Path,
+              budget_bytes: int = BUDGET_BYTES) -> DedupJob:
+    from mixcraft.curate.minhash import datatrove_config, hash_config
+
+    cfg, hashes = recipe.dedup, hash_config()
+    partitions, per_band = shuffle_tasks(cfg, len(streams))
+    return DedupJob(cfg=cfg, streams=tuple(streams), verdicts=tuple(verdicts), work=work, stats=stats,
+                    partitions=partitions, bucket_workers=per_band, hashes=hashes,
+                    minhash=datatrove_config(cfg.minhash, hashes) if cfg.minhash else None, budget_bytes=budget_bytes)
+
+
+def dedup_pipeline(job: DedupJob) -> list[tuple[str, PipelineStep, int]]:
+    """(stage name, its datatrove step, its task count) in run order."""
+    from mixcraft.curate import dedup_steps
+
+    steps = {"dedup_signatures": dedup_steps.DedupSignatures, "exact_partitions": dedup_steps.ExactPartitions,
+             "minhash_buckets": dedup_steps.MinhashBuckets, "dedup_verdicts": dedup_steps.DedupVerdicts}
+    return [(name, steps[name](job), tasks) for name, tasks in stage_tasks(job.cfg, len(job.streams))]
 
 
 def load_verdicts(path: Path) -> dict[int, tuple[str, str]]:
-    """A task's dedup verdicts (position in its read stream -> (reason, id of the kept copy))."""
+    """A task's dedup verdicts (position in its read stream -> (reason, key of the original))."""
     if not path.is_file():
         return {}
     return {int(k): tuple(v) for k, v in json.loads(path.read_text()).items()}
-
-
-def drop_duplicates(docs: Iterable[Document], verdicts: dict[int, tuple[str, str]], ledger: Ledger
-                    ) -> Iterator[Document]:
-    """Drop the documents the dedup pass found to be later copies (`exact_duplicate`,
-    `near_duplicate`); the position in the read stream identifies them."""
-    for ordinal, doc in enumerate(docs):
-        verdict = verdicts.get(ordinal)
-        if verdict is not None:
-            reason, kept = verdict
-            ledger.drop(reason, where=f"{doc.id} (copy of {kept})", text=doc.text)
-            continue
-        yield doc

@@ -1,17 +1,12 @@
-"""Exact and MinHash near-duplicate removal across sources, with the recipe's threshold."""
+"""Exact and MinHash near-duplicate removal across sources in a whole build; the recipe's
+`dedup:` errors. (The stages themselves: test_dedup_stages.py; the signature: test_minhash.py.)"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pydoc_data.topics import topics  # real English prose: the Python language reference
 
-import numpy as np
 import pytest
-
-from mixcraft.core.recipe import Dedup, MinhashParams
-
-MH = MinhashParams(threshold=0.8, n_grams=5, num_buckets=14, hashes_per_bucket=8, seed=1)
 
 
 def near_copy(text: str, changed: float = 0.05) -> str:
@@ -19,35 +14,6 @@ def near_copy(text: str, changed: float = 0.05) -> str:
     words = text.split()
     keep = int(len(words) * (1 - changed))
     return " ".join(words[:keep] + [f"replacement{i}" for i in range(len(words) - keep)])
-
-
-def test_chunked_signature_equals_datatrove(tmp_path, monkeypatch):
-    import mixcraft.curate.dedup as dd
-
-    monkeypatch.setattr(dd, "SHINGLE_CHUNK", 100)  # many chunks
-    hasher = dd.MinHasher(MH, tmp_path)
-    text = topics["assignment"]
-    shingles = hasher.step.get_shingles(text)
-    assert len(shingles) > 1000
-    expected = np.asarray(hasher.step.get_signature(shingles), dtype=np.uint64)
-    assert np.array_equal(hasher.signature(text), expected)
-    assert hasher.signature("too few words") is None
-
-
-def test_index_keeps_first_copy_and_uses_the_threshold(tmp_path):
-    from mixcraft.curate.dedup import DedupIndex, MinHasher
-
-    base = topics["assignment"]
-    near = near_copy(base)
-    hasher = MinHasher(MH, tmp_path)
-    similarity = float(np.mean(hasher.signature(base) == hasher.signature(near)))
-    assert 0.8 <= similarity < 0.99, similarity  # a ~95%-same text sits between the two thresholds
-    for threshold, verdict in ((0.8, ("near_duplicate", "a")), (0.99, None)):
-        index = DedupIndex(Dedup(exact=True, minhash=dataclasses.replace(MH, threshold=threshold)), tmp_path)
-        assert index.check("a", base) is None
-        assert index.check("b", base) == ("exact_duplicate", "a")
-        assert index.check("c", near) == verdict
-        assert index.check("d", topics["comparisons"]) is None
 
 
 RECIPE = """\
@@ -101,3 +67,32 @@ def test_dedup_recipe_errors_are_one_line(tmp_path, cli):
     (tmp_path / "r.yaml").write_text(RECIPE.format(threshold=0.8).replace("exact: true", "exakt: true"))
     proc = cli("build", str(tmp_path / "r.yaml"), "--dry-run")
     assert "dedup.exakt: unknown key 'exakt' (did you mean 'exact'?)" in proc.stderr
+
+
+@pytest.mark.parametrize(("dedup", "message"), [
+    ("{exact: true, tasks: 0}", "dedup.tasks: must be >= 1, got 0"),
+    ("{exact: false}", "dedup: neither `exact: true` nor a `minhash:` block; remove `dedup:` or enable one"),
+    ("{minhash: {num_buckets: 0}}", "dedup.minhash.num_buckets: must be > 0, got 0"),
+    ("{exact: true, sources: [web, blog]}", "dedup.sources[1]: no source named 'blog' (have: web, forum)"),
+    ("{exact: true, tasks: many}", "dedup.tasks: expected"),
+])
+def test_dedup_config_errors_name_the_key(tmp_path, cli, dedup, message):
+    _write(tmp_path / "web.jsonl", [("a", "x")])
+    _write(tmp_path / "forum.jsonl", [("b", "y")])
+    text = RECIPE.format(threshold=0.8).replace("dedup: {exact: true, minhash: {threshold: 0.8}}", f"dedup: {dedup}")
+    (tmp_path / "r.yaml").write_text(text)
+    proc = cli("build", str(tmp_path / "r.yaml"), "--dry-run")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"r.yaml: {message}" in proc.stderr, proc.stderr
+
+
+def test_dry_run_prints_each_dedup_stage(tmp_path, cli):
+    _write(tmp_path / "web.jsonl", [("a", "x")])
+    _write(tmp_path / "forum.jsonl", [("b", "y")])
+    (tmp_path / "r.yaml").write_text(RECIPE.format(threshold=0.8).replace("}}\n", "}, tasks: 20}\n", 1))
+    proc = cli("build", str(tmp_path / "r.yaml"), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    stages = [line for line in proc.stdout.splitlines() if line.startswith("stage ")]
+    assert stages == ["stage dedup_signatures: 3 tasks", "stage exact_partitions: 20 tasks",
+                      "stage minhash_buckets: 28 tasks", "stage dedup_verdicts: 3 tasks", "stage tasks: 3 tasks",
+                      "stage finalize: 1 task"], proc.stdout
