@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
 
 from mixcraft.build.executors import ExecutorOptions, make_executor
 from mixcraft.build.plan import task_doc_cap
@@ -40,20 +41,41 @@ def prepare_sources(recipe: Recipe, out: Path, *, limit: int | None, strict: boo
                     executor: ExecutorOptions = ExecutorOptions(), workers: int | None = None) -> list | None:
     """The passes before the tasks: each reader's fan-out stage on the build's executor (its ranks
     at once, `workers` at a time; finished ranks are skipped on a re-run), then dedup's stages.
-    On Slurm the reader stages run here, on the submitting node (their finish needs their ranks
-    done), and the dedup stages come back unsubmitted: their executors, each depending on the one
-    before; the build's task array must depend on the last. Elsewhere: None."""
+    On Slurm nothing runs here: every stage comes back unsubmitted, as executors each depending on
+    the one before (a reader stage's array, then its finish as a one-task job; then dedup's
+    stages); the build's task array must depend on the last. Elsewhere: None."""
     layout = OutLayout(out)
-    on_slurm = executor.kind == "slurm"
+    chain: list = []  # Slurm: every stage's executor, each depending on the one before
     for stage in reader_stages(recipe, layout, strict=strict):
-        ex = make_executor(ExecutorOptions() if on_slurm else executor, [stage.step], tasks=stage.world_size,
-                           workers=None if on_slurm else workers,
-                           logging_dir=layout.work / "datatrove-prepare" / stage.name, name=f"{recipe.name}-{stage.name}")
-        ex.run()
-        stage.finish()
+        logs = layout.work / "datatrove-prepare" / stage.name
+        chain.append(make_executor(executor, [stage.step], tasks=stage.world_size, workers=workers, logging_dir=logs,
+                                   name=f"{recipe.name}-{stage.name}", depends=chain[-1] if chain else None))
+        if executor.kind != "slurm":
+            chain.pop().run()
+            stage.finish()
+            continue
+        chain.append(make_executor(executor, [FinishStep(stage.finish)], tasks=1, workers=1,
+                                   logging_dir=logs / "finish", name=f"{recipe.name}-{stage.name}-finish",
+                                   depends=chain[-1]))
     if recipe.dedup:
-        return run_dedup(recipe, layout, limit=limit, executor=executor, workers=workers)
-    return None
+        chain += run_dedup(recipe, layout, limit=limit, executor=executor, workers=workers,
+                           after=chain[-1] if chain else None) or []
+    return chain if executor.kind == "slurm" else None
+
+
+class FinishStep(PipelineStep):
+    """A reader stage's driver-side finish as a one-task job (Slurm runs it after the stage's array)."""
+
+    name = "finish"
+    type = "mixcraft"
+
+    def __init__(self, finish: Callable[[], None]):
+        super().__init__()
+        self.finish = finish
+
+    def run(self, data: Iterator | None = None, rank: int = 0, world_size: int = 1) -> Iterator:
+        self.finish()
+        yield from ()
 
 
 def reader_stages(recipe: Recipe, layout: OutLayout, *, strict: bool) -> list[PrepareStage]:
@@ -90,7 +112,7 @@ class TaskStream:
 
 
 def run_dedup(recipe: Recipe, layout: OutLayout, *, limit: int | None, executor: ExecutorOptions = ExecutorOptions(),
-              workers: int | None = None, budget_bytes: int = BUDGET_BYTES) -> list | None:
+              workers: int | None = None, budget_bytes: int = BUDGET_BYTES, after=None) -> list | None:
     """The dedup stages (curate/dedup.py), each a fan-out of tasks on the executor, resumed
     task by task after a kill. Local and Ray: runs them, leaves the verdicts, deletes the
     scratch files, returns None. Slurm: submits nothing yet and returns the stages' executors,
@@ -112,7 +134,7 @@ def run_dedup(recipe: Recipe, layout: OutLayout, *, limit: int | None, executor:
     for name, step, tasks in dedup_pipeline(job):
         executors.append(make_executor(executor, [step], tasks=tasks, workers=workers,
                                        logging_dir=layout.dedup_logs(name), name=f"{recipe.name}-{name}",
-                                       depends=executors[-1] if executors else None))
+                                       depends=executors[-1] if executors else after))
         if executor.kind != "slurm":
             executors[-1].run()
     if executor.kind == "slurm":

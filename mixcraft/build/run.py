@@ -169,8 +169,8 @@ def build_curriculum(recipe: Recipe, out: Path, opts: BuildOptions = BuildOption
 
 @dataclass(frozen=True)
 class SlurmJobs:
-    tasks: int  # job id of the task array; -1 when every task had finished
-    finalize: int  # job id of the finalize job; -1 when the build was complete
+    tasks: int | str  # job id of the task array (sbatch's text); -1 when every task had finished
+    finalize: int | str  # job id of the finalize job; -1 when the build was complete
     script: Path
 
 
@@ -181,14 +181,14 @@ def submit_slurm(recipe: Recipe, out: Path, opts: BuildOptions) -> SlurmJobs:
     layout = OutLayout(out)
     with locked_out(recipe, out, limit=opts.limit):
         refuse_if_queued(layout.slurm_jobs)
-        # Reader passes on this node; dedup stages as job arrays that the task array depends on.
-        dedup = prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict, executor=opts.executor,
+        # Every stage a job (array) depending on the one before: reader passes, dedup, the tasks, finalize.
+        chain = prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict, executor=opts.executor,
                                 workers=opts.workers) or []
-        ex = task_executor(recipe, out, opts, depends=dedup[-1] if dedup else None)
+        ex = task_executor(recipe, out, opts, depends=chain[-1] if chain else None)
         fin = make_executor(opts.executor, [FinalizeStep(recipe, out)], tasks=1, workers=1,
                             logging_dir=layout.finalize_logs, name=f"{recipe.name}-finalize", depends=ex)
         fin.run()  # launches `ex` first, then itself with --dependency=afterok:<ex's job id>
-        record_jobs(layout.slurm_jobs, [*(d.job_id for d in dedup), ex.job_id, fin.job_id])
+        record_jobs(layout.slurm_jobs, [*(d.job_id for d in chain), ex.job_id, fin.job_id])
         return SlurmJobs(tasks=ex.job_id, finalize=fin.job_id, script=layout.logs / "launch_script.slurm")
 
 

@@ -43,9 +43,7 @@ class QuotedSlurmExecutor(SlurmPipelineExecutor):
     def get_launch_file_contents(self, sbatch_args: dict, run_script: str) -> str:
         lines = [f"#SBATCH --{k}={_directive(v)}" if v not in ("", None) else f"#SBATCH --{k}"
                  for k, v in sbatch_args.items()]
-        pik = shlex.quote(self.logging_dir.resolve_paths("executor.pik"))
-        run = f"srun -l -n {int(self.nodes_per_task)} launch_pickled_pipeline {pik}" if self.with_srun \
-            else f"launch_pickled_pipeline {pik}"
+        run = self._quoted(run_script)
         body = textwrap.dedent(f"""
             echo {shlex.quote(f"Starting data processing job {self.job_name}")}
             {self.env_command}
@@ -54,6 +52,17 @@ class QuotedSlurmExecutor(SlurmPipelineExecutor):
             {run}
             """)
         return "#!/bin/bash\n" + "\n".join(lines) + body
+
+
+    def _quoted(self, run_script: str) -> str:
+        """datatrove's two run lines (a stage's pipeline, its stats merge), paths quoted."""
+        if run_script.startswith("merge_stats "):
+            stats, out = self.logging_dir.resolve_paths("stats"), self.logging_dir.resolve_paths("stats.json")
+            return f"merge_stats {shlex.quote(stats)} -o {shlex.quote(out)}"
+        pik = shlex.quote(self.logging_dir.resolve_paths("executor.pik"))
+        if self.with_srun:
+            return f"srun -l -n {int(self.nodes_per_task)} launch_pickled_pipeline {pik}"
+        return f"launch_pickled_pipeline {pik}"
 
 
 def _directive(value: Any) -> str:
@@ -96,5 +105,5 @@ def refuse_if_queued(record: Path) -> None:
                         "not finish")
 
 
-def record_jobs(record: Path, job_ids: list[int]) -> None:
-    write_atomic(record, json.dumps({"job_ids": [int(i) for i in job_ids]}))
+def record_jobs(record: Path, job_ids: list[int | str | None]) -> None:
+    write_atomic(record, json.dumps({"job_ids": [int(i) for i in job_ids if i is not None]}))

@@ -147,3 +147,35 @@ def test_a_hostile_job_name_never_reaches_the_shell(recipe_path, tmp_path):
     script = next(log.iterdir()) / "script"
     subprocess.run(["bash", str(script)], env=env, capture_output=True, timeout=60)
     assert not pwned.exists(), script.read_text()
+
+
+def test_the_repository_shuffle_runs_as_jobs_before_the_tasks(tmp_path, monkeypatch):
+    """A code_files source on Slurm: its map stage is an array, its finish a job after it, and the
+    build's task array depends on that; run like nodes, the output equals a local build's."""
+    import yaml
+    from readerhelp import write_stack_like
+
+    data = tmp_path / "stack"
+    write_stack_like(data, n_repos=12, files_per_repo=5, n_data_files=3)
+    recipe = tmp_path / "code.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "code", "seq_len": 256, "sources": [
+        {"name": "code", "reader": {"type": "code_files", "paths": [str(data)], "map_tasks": 3}, "proportion": 1.0,
+         "tasks": 2}]}))
+    local = tmp_path / "local"
+    assert subprocess.run([sys.executable, "-m", "mixcraft", "build", str(recipe), "--out", str(local)],
+                          env=cli_env(), capture_output=True, text=True).returncode == 0
+    bin_dir, log, out = _fake_bin(tmp_path), tmp_path / "sbatch-log", tmp_path / "out"
+    log.mkdir()
+    env = cli_env() | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SBATCH_LOG": str(log)}
+    _submit([sys.executable, "-m", "mixcraft", "build", str(recipe), "--out", str(out), "--executor", "slurm",
+             "--executor-opt", "partition=cpu"], env)
+    scripts = {j.name: (j / "script").read_text() for j in sorted(log.iterdir())}
+    map_pik = next((out / WORK_DIR / "datatrove-prepare").glob("**/code_files_map/executor.pik"))
+    finish_pik = next((out / WORK_DIR / "datatrove-prepare").glob("**/finish/executor.pik"))
+    assert any(str(map_pik) in s for s in scripts.values()) and any(str(finish_pik) in s for s in scripts.values())
+    assert not (out / WORK_DIR / "prepare" / "code" / "done.json").exists(), "nothing ran on the submitting node"
+    _run_like_a_node(map_pik, range(3), bin_dir, monkeypatch)
+    _run_like_a_node(finish_pik, range(1), bin_dir, monkeypatch)
+    _run_like_a_node(out / WORK_DIR / "datatrove" / "executor.pik", range(2), bin_dir, monkeypatch)
+    _run_like_a_node(out / WORK_DIR / "datatrove-finalize" / "executor.pik", range(1), bin_dir, monkeypatch)
+    assert output_hashes(out) == output_hashes(local)
