@@ -27,6 +27,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from mixcraft.build.executors import ExecutorOptions, make_executor
 from mixcraft.build.plan import task_doc_cap
+from mixcraft.build.progress import QUIET, Reporter
 from mixcraft.core.ledger import Ledger
 from mixcraft.core.outdir import OutLayout, write_atomic
 from mixcraft.core.recipe import Recipe, Source
@@ -38,7 +39,8 @@ from mixcraft.readers.base import PrepareStage
 
 
 def prepare_sources(recipe: Recipe, out: Path, *, limit: int | None, strict: bool,
-                    executor: ExecutorOptions = ExecutorOptions(), workers: int | None = None) -> list | None:
+                    executor: ExecutorOptions = ExecutorOptions(), workers: int | None = None,
+                    report: Reporter = QUIET) -> list | None:
     """The passes before the tasks: each reader's fan-out stage on the build's executor (its ranks
     at once, `workers` at a time; finished ranks are skipped on a re-run), then dedup's stages.
     On Slurm nothing runs here: every stage comes back unsubmitted, as executors each depending on
@@ -51,15 +53,16 @@ def prepare_sources(recipe: Recipe, out: Path, *, limit: int | None, strict: boo
         chain.append(make_executor(executor, [stage.step], tasks=stage.world_size, workers=workers, logging_dir=logs,
                                    name=f"{recipe.name}-{stage.name}", depends=chain[-1] if chain else None))
         if executor.kind != "slurm":
-            chain.pop().run()
-            stage.finish()
+            with report.stage(stage.name, f"{stage.world_size:,} tasks"):
+                chain.pop().run()
+                stage.finish()
             continue
         chain.append(make_executor(executor, [FinishStep(stage.finish)], tasks=1, workers=1,
                                    logging_dir=logs / "finish", name=f"{recipe.name}-{stage.name}-finish",
                                    depends=chain[-1]))
     if recipe.dedup:
         chain += run_dedup(recipe, layout, limit=limit, executor=executor, workers=workers,
-                           after=chain[-1] if chain else None) or []
+                           after=chain[-1] if chain else None, report=report) or []
     return chain if executor.kind == "slurm" else None
 
 
@@ -112,7 +115,8 @@ class TaskStream:
 
 
 def run_dedup(recipe: Recipe, layout: OutLayout, *, limit: int | None, executor: ExecutorOptions = ExecutorOptions(),
-              workers: int | None = None, budget_bytes: int = BUDGET_BYTES, after=None) -> list | None:
+              workers: int | None = None, budget_bytes: int = BUDGET_BYTES, after=None,
+              report: Reporter = QUIET) -> list | None:
     """The dedup stages (curate/dedup.py), each a fan-out of tasks on the executor, resumed
     task by task after a kill. Local and Ray: runs them, leaves the verdicts, deletes the
     scratch files, returns None. Slurm: submits nothing yet and returns the stages' executors,
@@ -136,7 +140,8 @@ def run_dedup(recipe: Recipe, layout: OutLayout, *, limit: int | None, executor:
                                        logging_dir=layout.dedup_logs(name), name=f"{recipe.name}-{name}",
                                        depends=executors[-1] if executors else after))
         if executor.kind != "slurm":
-            executors[-1].run()
+            with report.stage(name, f"{tasks:,} tasks"):
+                executors[-1].run()
     if executor.kind == "slurm":
         return executors
     write_atomic(done, json.dumps(identity))

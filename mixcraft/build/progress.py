@@ -120,6 +120,9 @@ class Reporter:
         self.line(f"stage {name}: done in {_duration(time.monotonic() - start)}")
 
 
+QUIET = Reporter(Console(quiet=True))  # for callers that report nothing (tests, benchmarks)
+
+
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
-from rich.console import Console
 
 from mixcraft import __version__
 from mixcraft.build.executors import ExecutorOptions, make_executor
@@ -35,7 +34,7 @@ from mixcraft.build.finalize import finalize
 from mixcraft.build.load import check_inputs, write_resolved
 from mixcraft.build.plan import plan_tasks
 from mixcraft.build.prepare import prepare_sources
-from mixcraft.build.progress import Plan, Reporter, run_with_progress
+from mixcraft.build.progress import QUIET, Plan, Reporter, run_with_progress
 from mixcraft.build.slurm import record_jobs, refuse_if_queued
 from mixcraft.build.task import TaskStep
 from mixcraft.core.manifest import Curriculum, CurriculumStage, Manifest, RecipeRef, write_curriculum
@@ -139,14 +138,14 @@ def _build(recipe: Recipe, out: Path, opts: BuildOptions) -> Manifest:
     check_inputs(recipe)
     # Before OUT is touched: a missing Ray must not leave a half-made folder behind.
     ex = task_executor(recipe, out, opts)
-    report = Reporter(every_s=opts.progress_every_s) if opts.show_progress else Reporter(Console(quiet=True))
+    report = Reporter(every_s=opts.progress_every_s) if opts.show_progress else QUIET
     plan = Plan(budgets={s.name: source_budget(recipe, s) for s in recipe.sources},
                 tasks={s.name: s.tasks for s in recipe.sources})
     with locked_out(recipe, out, limit=opts.limit):
         with report.stage("prepare", "tokenizer, repository grouping, dedup"):
             prewarm(recipe)
             prepare_sources(recipe, out, limit=opts.limit, strict=opts.strict, executor=opts.executor,
-                            workers=opts.workers)
+                            workers=opts.workers, report=report)
         with report.stage("tasks", f"{sum(plan.tasks.values())} tasks, {ex.workers} at once"):
             run_with_progress(ex.run, plan, OutLayout(out).progress_dir, report)
         with report.stage("finalize", "merge indexes, write manifest.json"):
