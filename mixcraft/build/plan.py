@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mixcraft.core.mixture import bucket_budgets, max_passes
+from mixcraft.core.mixture import bucket_budgets, max_passes, source_budget
 from mixcraft.core.recipe import Recipe, Source
 from mixcraft.curate.dedup import dedup_stages
 
@@ -49,6 +49,12 @@ def doc_cap(limit: int | None, max_docs: int | None) -> int | None:
 def task_doc_cap(source: Source, task: int, limit: int | None) -> int | None:
     """Documents one task may read: the source's cap shared out over its tasks."""
     return split_limit(doc_cap(limit, source.max_docs), task, source.tasks)
+
+
+def unit_order_seed(recipe: Recipe, source: Source) -> int | None:
+    """Under a token budget a source is read in a seeded order of its units (files, repositories,
+    data files), so the budget samples the whole input, not the first units in path order."""
+    return recipe.seed if source_budget(recipe, source) is not None else None
 
 
 def bucket_budget_text(recipe: Recipe, source: Source, i: int) -> str:

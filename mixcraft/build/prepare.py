@@ -26,7 +26,7 @@ from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 
 from mixcraft.build.executors import ExecutorOptions, make_executor
-from mixcraft.build.plan import task_doc_cap
+from mixcraft.build.plan import task_doc_cap, unit_order_seed
 from mixcraft.build.progress import QUIET, Reporter
 from mixcraft.core.ledger import Ledger
 from mixcraft.core.outdir import OutLayout, write_atomic
@@ -103,6 +103,7 @@ class TaskStream:
     task: int
     cap: int | None  # the task's --limit / max_docs share
     work_dir: Path
+    order_seed: int | None  # the task's unit order (build/plan.py: unit_order_seed), as its read step uses
 
     @property
     def source(self) -> str:
@@ -110,7 +111,8 @@ class TaskStream:
 
     def __call__(self) -> Iterator[Document]:
         # A scratch ledger: the build task itself counts every read and skip for real.
-        reader = make_reader(self.spec.name, self.spec.reader, Ledger(self.spec.name), work_dir=self.work_dir)
+        reader = make_reader(self.spec.name, self.spec.reader, Ledger(self.spec.name), work_dir=self.work_dir,
+                             order_seed=self.order_seed)
         return islice(reader.read(self.task, self.spec.tasks), self.cap)
 
 
@@ -129,7 +131,8 @@ def run_dedup(recipe: Recipe, layout: OutLayout, *, limit: int | None, executor:
         shutil.rmtree(folder, ignore_errors=True)
         write_atomic(started, json.dumps(identity))
     inputs = dedup_inputs(recipe)
-    streams = [TaskStream(s, t, task_doc_cap(s, t, limit), layout.prepare(s.name)) for s, t in inputs]
+    streams = [TaskStream(s, t, task_doc_cap(s, t, limit), layout.prepare(s.name), unit_order_seed(recipe, s))
+               for s, t in inputs]
     job = dedup_job(recipe, streams, [layout.verdicts(s.name, t) for s, t in inputs], layout.dedup_work,
                     layout.dedup_logs("task_stats"), budget_bytes=budget_bytes)
     if recipe.dedup.minhash and executor.kind == "local":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
-from mixcraft.build.plan import TaskSpec, plan_tasks, split_limit, task_doc_cap
+from mixcraft.build.plan import TaskSpec, plan_tasks, split_limit, task_doc_cap, unit_order_seed
 from mixcraft.build.progress import TaskProgress
 from mixcraft.build.sinks import BucketSink
 from mixcraft.build.steps import (
@@ -68,12 +68,13 @@ def task_pipeline(recipe: Recipe, spec: TaskSpec, out: Path, ledger: Ledger, *, 
     source, layout = recipe.source(spec.source), OutLayout(out)
     ledgers = TaskLedgers(ledger)
     tok = load_tokenizer(recipe.tokenizer)
-    first = make_reader(source.name, source.reader, ledger, work_dir=layout.prepare(source.name))
+    seed = unit_order_seed(recipe, source)
+    first = make_reader(source.name, source.reader, ledger, work_dir=layout.prepare(source.name), order_seed=seed)
     units = first.task_units(spec.task, spec.n_tasks)
 
     def reader_for(led: Ledger) -> Reader:
         return first if led is ledger else make_reader(source.name, source.reader, led,
-                                                       work_dir=layout.prepare(source.name))
+                                                       work_dir=layout.prepare(source.name), order_seed=seed)
 
     progress = TaskProgress(layout.progress(source.name, spec.task), source.name, sum(u.size_bytes for u in units))
     filters = build_filters(source.filters, layout.work)

@@ -32,5 +32,9 @@ READERS: dict[type[ReaderConfig], type[Reader]] = {
 READER_CONFIGS: dict[str, type[ReaderConfig]] = {cls.type_name: cls for cls in READERS}
 
 
-def make_reader(source_name: str, cfg: ReaderConfig, ledger: Ledger, work_dir: Path | None = None) -> Reader:
-    return READERS[type(cfg)](source_name, cfg, ledger, work_dir)
+def make_reader(source_name: str, cfg: ReaderConfig, ledger: Ledger, work_dir: Path | None = None, *,
+                order_seed: int | None = None) -> Reader:
+    """The reader of `cfg`; with `order_seed`, tasks take its units in a seeded order."""
+    reader = READERS[type(cfg)](source_name, cfg, ledger, work_dir)
+    reader.order_seed = order_seed
+    return reader

@@ -14,6 +14,7 @@ from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 
 from mixcraft.core.ledger import Ledger
+from mixcraft.core.mixture import unit_hash
 from mixcraft.core.recipe import ReaderConfig
 from mixcraft.readers.inputs import Unit, has_surrogates, path_problems
 from mixcraft.schema import Invalid, RelPath
@@ -99,6 +100,9 @@ class Reader(ABC):
         self.work_dir = work_dir  # this source's folder under OUT/.mixcraft/prepare, for passes that need disk
         self._units: list[Unit] | None = None
         self.counts_listing = True
+        # With a seed, units are dealt to tasks in a seeded order instead of path order, so a
+        # token budget samples units across the whole input (make_reader sets it).
+        self.order_seed: int | None = None
 
     def prepare(self, folder: Path, n_tasks: int) -> PrepareStage | None:
         """Driver-side work before the source's tasks run (resolving a dataset's files, planning
@@ -122,7 +126,10 @@ class Reader(ABC):
         # Every task lists all units; only task 0 counts what listing skipped, so a symlink
         # in an input folder is counted once, not once per task.
         self.counts_listing = task == 0
-        return self.units()[task::n_tasks]
+        units = self.units()
+        if self.order_seed is not None:
+            units = sorted(units, key=lambda u: unit_hash(self.order_seed, self.source, u.key))
+        return units[task::n_tasks]
 
     def active_tasks(self, n_tasks: int) -> int:
         """How many of the source's `n_tasks` tasks get input (the budget is shared by those)."""
