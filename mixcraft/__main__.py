@@ -1,3 +1,3 @@
-from mixcraft.cli import main
+from mixcraft.cli import entry
 
-main()
+entry()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import run_cli, spawn_cli
 from mixcraft import __version__
 
@@ -38,3 +39,49 @@ def test_set_overrides_a_recipe_value_through_the_same_checks(tmp_path):
     assert "seq_len 2,048" in run_cli("build", tmp_path / "r.yaml", "--dry-run", "--set", "seq_len=2048").stdout
     res = run_cli("build", tmp_path / "r.yaml", "--dry-run", "--set", "seq_len=-1")
     assert res.returncode == 2 and "r.yaml: seq_len: must be >= 1, got -1" in res.stderr
+
+
+def test_a_finished_command_exits_without_teardown_and_loses_no_output(tmp_path):
+    """`python -m mixcraft` ends a successful build with `os._exit`: the summary a pipe reads
+    is complete and the output is whole."""
+    data = tmp_path / "a.jsonl"
+    data.write_text("".join(f'{{"text": "document {i} {"word " * 200}"}}\n' for i in range(50)))
+    (tmp_path / "r.yaml").write_text(BAD.replace("propotion", "proportion").replace("paths: [data]",
+                                                                                    f"paths: [{data}]"))
+    proc = spawn_cli("build", tmp_path / "r.yaml", "--out", tmp_path / "out", "--workers", "2", check=True)
+    assert proc.stdout.rstrip().endswith("1 subsets)")
+    assert (tmp_path / "out" / "manifest.json").is_file()
+
+
+class FastExit(Exception):
+    pass
+
+
+def test_the_fast_exit_waits_for_what_is_still_running(monkeypatch):
+    """After success, and only with no live child process or non-daemon thread."""
+    import threading
+
+    from mixcraft import cli
+
+    def fake_exit(code):
+        raise FastExit(code)
+
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    monkeypatch.setattr(cli, "main", lambda: None)
+    with pytest.raises(FastExit):
+        cli.entry()
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        cli.entry()  # returns: the interpreter's own exit waits for the thread
+    finally:
+        stop.set()
+        worker.join()
+
+    def fails():
+        raise SystemExit(2)
+
+    monkeypatch.setattr(cli, "main", fails)
+    with pytest.raises(SystemExit):
+        cli.entry()
