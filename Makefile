@@ -51,6 +51,7 @@ bench: demo-data
 	$(PY) benchmarks/reader_memory.py --size-gb 2
 	$(PY) benchmarks/synth_throughput.py
 	$(PY) benchmarks/dedup.py
+	$(PY) benchmarks/scale.py
 
 # Needs a CUDA GPU (see benchmarks/RESULTS.md): FlashAttention kernels vs masked SDPA, context
 # parallelism on 2 GPUs (skipped with a message on 1), MFU and tok/s vs HF transformers at 64K on
