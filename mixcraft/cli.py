@@ -265,7 +265,8 @@ def entry() -> None:
     the OS frees anyway: about 0.25 s after a build, benchmarks/build_throughput.py).
 
     Only when nothing is left to tear down: no live child process or non-daemon thread, no Ray
-    client (its exit hook stops the local cluster it started). Buffers are flushed and logging
+    client (its exit hook stops the local cluster it started), and neither torch nor streaming
+    loaded (the trainer and the readers of shards: their exit hooks free shared memory). Buffers are flushed and logging
     is shut down first; every output file was closed when its command returned."""
     try:
         main()
@@ -282,6 +283,8 @@ def entry() -> None:
 
 
 def nothing_left_running() -> bool:
+    if "torch" in sys.modules or "streaming" in sys.modules:  # their exit hooks free shared memory, GPU state
+        return False
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         return False

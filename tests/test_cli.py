@@ -59,7 +59,8 @@ class FastExit(Exception):
 
 
 def test_the_fast_exit_waits_for_what_is_still_running(monkeypatch):
-    """After success, and only with no live child process or non-daemon thread."""
+    """After success, and only with no live child process, non-daemon thread, torch or streaming."""
+    import sys
     import threading
 
     from mixcraft import cli
@@ -67,6 +68,8 @@ def test_the_fast_exit_waits_for_what_is_still_running(monkeypatch):
     def fake_exit(code):
         raise FastExit(code)
 
+    for name in ("torch", "streaming", "ray"):  # as a fresh `mixcraft build` process has them
+        monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setattr(cli.os, "_exit", fake_exit)
     monkeypatch.setattr(cli, "main", lambda: None)
     with pytest.raises(FastExit):
@@ -79,6 +82,10 @@ def test_the_fast_exit_waits_for_what_is_still_running(monkeypatch):
     finally:
         stop.set()
         worker.join()
+
+    monkeypatch.setitem(sys.modules, "streaming", object())  # what `train` and `verify` load
+    cli.entry()
+    monkeypatch.delitem(sys.modules, "streaming")
 
     def fails():
         raise SystemExit(2)

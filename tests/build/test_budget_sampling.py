@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import yaml
-from helpers import run_cli
 
+from helpers import run_cli
 from mixcraft.mds import iter_rows
 
 
