@@ -49,12 +49,18 @@ BYTES_PER_TOKEN = {"code": 3.4, "text": 4.4}  # measured below on the demo corpu
 
 # The datasets prolong.yaml reads (bytes of text as stored, before our own compression).
 STACK_BYTES = 6.4e12  # bigcode/the-stack v1.2 dataset card: "6.4 TB of source code in 358 languages"
-STACK_FILES = 5_000  # assumption (order of magnitude of its parquet shards): the map stage's fan-out
+STACK_FILES = 5_000  # assumption (order of magnitude of its parquet shards); the map's fan-out is at most this
 STACK_LONG_REPO_TOKEN_SHARE = 0.5  # assumption: share of The Stack's tokens in repositories >= 64K tokens
 SLIMPAJAMA_BYTES = 895e9  # cerebras/SlimPajama-627B card: 895 GB uncompressed JSONL (59,166 .jsonl.zst files)
 SLIMPAJAMA_TOKENS = 627e9  # same card
 SLIMPAJAMA_FILES = 59_166
-SLIMPAJAMA_BOOK_SHARE = 0.042  # SlimPajama paper (Soboleva et al. 2023), Table 1: Books 4.2% of tokens
+# SlimPajama's subsets as shares of its tokens (Soboleva et al. 2023, SlimPajama, Table 1): the
+# sources prolong.yaml selects from it with `where`.
+SLIMPAJAMA_SHARE = {"RedPajamaBook": 0.042, "RedPajamaArXiv": 0.046, "RedPajamaStackExchange": 0.033}
+# Data files per dataset where a source's `tasks` exceeds them (a task reads whole files, so at
+# most this many tasks get input). allenai/tulu-v2-sft-mixture: data/train-0000{0,1,2}-of-00003
+# .parquet on the hub. The other datasets are taken to have at least their source's `tasks` files.
+DATASET_FILES = {"cerebras/SlimPajama-627B": SLIMPAJAMA_FILES, "allenai/tulu-v2-sft-mixture": 3}
 TOTAL_TOKENS = 20e9  # recipes/prolong.yaml total_tokens
 
 
@@ -192,24 +198,28 @@ def prolong_stages(r: dict[str, float]) -> list[Stage]:
     finalize. `Stage.longest` bounds a stage by its longest task."""
     recipe = load_recipe(ROOT / "recipes" / "prolong.yaml")
     tok_s, pack_s = r["tokenize_tok_s"], r["pack_write_tok_s"]
-    stages = [Stage("stack partition (map)", STACK_FILES, STACK_BYTES / 1e6 / r["shuffle_map"], STACK_BYTES,
-                    STACK_BYTES / STACK_FILES / 1e6 / r["shuffle_map"])]
+    stack = next(s for s in recipe.sources if s.name.startswith("thestack"))
+    map_tasks = min(stack.reader.partition_tasks(stack.tasks), STACK_FILES)  # as the build plans it
+    map_s = STACK_BYTES / 1e6 / r["shuffle_map"]
+    stages = [Stage("stack partition (map)", map_tasks, map_s, STACK_BYTES, map_s / map_tasks)]
     cpu_total = read_total = longest = 0.0
     tasks = 0
     for s in recipe.sources:
         budget = TOTAL_TOKENS * s.proportion
-        if s.name.startswith("thestack"):  # group repositories until enough are long; tokenize each to know
+        subset = (getattr(s.reader, "where", None) or {}).get("meta.redpajama_set_name")
+        if s is stack:  # group repositories until enough are long; tokenize each to know
             tokenized = budget / STACK_LONG_REPO_TOKEN_SHARE
             read = tokenized * r["bytes_per_token_code"]
             cpu = read / 1e6 / r["shuffle_reduce"] + tokenized / tok_s + budget / pack_s
-        elif s.name == "book":  # SlimPajama's book rows are found by decoding every row (jsonl.zst)
-            read = SLIMPAJAMA_BYTES * budget / (SLIMPAJAMA_TOKENS * SLIMPAJAMA_BOOK_SHARE)
+        elif subset:  # SlimPajama's rows of a subset are found by decoding every row (jsonl.zst)
+            read = SLIMPAJAMA_BYTES * budget / (SLIMPAJAMA_TOKENS * SLIMPAJAMA_SHARE[subset])
             cpu = read / 1e6 / r["read_jsonl_zst"] + budget / tok_s + budget / pack_s
         else:  # text read until the budget is met
             read = budget * r["bytes_per_token_text"]
             cpu = read / 1e6 / r["read_jsonl"] + budget / tok_s + budget / pack_s
+        active = min(s.tasks, DATASET_FILES.get(getattr(s.reader, "dataset", None), s.tasks))
         cpu_total, read_total, tasks = cpu_total + cpu, read_total + read, tasks + s.tasks
-        longest = max(longest, cpu / s.tasks)
+        longest = max(longest, cpu / active)
     stages.append(Stage("build tasks (every source at once)", tasks, cpu_total, read_total, longest))
     parts = sum(s.tasks * len(s.buckets) for s in recipe.sources)
     merge = r["merge_parts_s"] * parts / 1000

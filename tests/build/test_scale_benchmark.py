@@ -37,7 +37,7 @@ def test_stages_of_prolong_and_their_wall_times(scale):
     one, many = scale.wall(stack, 1, 0), scale.wall(stack, 64, 0)
     per_task = stack.core_seconds / stack.tasks
     assert one == pytest.approx(-(-stack.tasks // 32) * per_task)  # whole waves of 32 cores
-    assert many == pytest.approx(3 * per_task)  # 5,000 tasks on 2,048 cores: 3 waves
+    assert stack.tasks == 2048 and many == pytest.approx(per_task)  # the plan's 2,048 map tasks: 1 wave on 64 nodes
     assert scale.wall(stack, 64) == pytest.approx(many + scale.STAGE_LAUNCH_S)
 
 
@@ -54,3 +54,13 @@ def test_the_script_measures_every_rate(tmp_path):
                           cwd=BENCH, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "shuffle_reduce" in proc.stdout and "wall at 64 nodes / 1 node:" in proc.stdout
+
+
+def test_a_source_with_fewer_files_than_tasks_bounds_the_build_stage(scale):
+    """tulu-v2 has 3 data files: at most 3 of its 8 tasks get input, so its share of the work
+    is split 3 ways, not 8."""
+    build = scale.prolong_stages(RATES)[1]
+    budget = scale.TOTAL_TOKENS * 0.03
+    tulu = budget * RATES["bytes_per_token_text"] / 1e6 / RATES["read_jsonl"] + budget / RATES["tokenize_tok_s"] \
+        + budget / RATES["pack_write_tok_s"]
+    assert build.longest == pytest.approx(tulu / 3)
