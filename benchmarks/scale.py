@@ -57,10 +57,13 @@ SLIMPAJAMA_FILES = 59_166
 # SlimPajama's subsets as shares of its tokens (Soboleva et al. 2023, SlimPajama, Table 1): the
 # sources prolong.yaml selects from it with `where`.
 SLIMPAJAMA_SHARE = {"RedPajamaBook": 0.042, "RedPajamaArXiv": 0.046, "RedPajamaStackExchange": 0.033}
-# Data files per dataset where a source's `tasks` exceeds them (a task reads whole files, so at
-# most this many tasks get input). allenai/tulu-v2-sft-mixture: data/train-0000{0,1,2}-of-00003
-# .parquet on the hub. The other datasets are taken to have at least their source's `tasks` files.
-DATASET_FILES = {"cerebras/SlimPajama-627B": SLIMPAJAMA_FILES, "allenai/tulu-v2-sft-mixture": 3}
+# The pieces a dataset's tasks can share out, where they may be fewer than a source's `tasks`. A
+# task reads whole data files, and a dataset with fewer files than tasks has its Parquet files cut
+# into row-group ranges (readers/datafiles.py). allenai/tulu-v2-sft-mixture: 3 Parquet files on
+# the hub (data/train-0000{0,1,2}-of-00003) of 326K conversations; `datasets` writes row groups of
+# 1,000 rows (datasets.config.DEFAULT_MAX_BATCH_SIZE), so about 326 pieces. The other datasets
+# are taken to have at least their source's `tasks` files.
+DATASET_PIECES = {"cerebras/SlimPajama-627B": SLIMPAJAMA_FILES, "allenai/tulu-v2-sft-mixture": 326}
 TOTAL_TOKENS = 20e9  # recipes/prolong.yaml total_tokens
 
 
@@ -217,7 +220,7 @@ def prolong_stages(r: dict[str, float]) -> list[Stage]:
         else:  # text read until the budget is met
             read = budget * r["bytes_per_token_text"]
             cpu = read / 1e6 / r["read_jsonl"] + budget / tok_s + budget / pack_s
-        active = min(s.tasks, DATASET_FILES.get(getattr(s.reader, "dataset", None), s.tasks))
+        active = min(s.tasks, DATASET_PIECES.get(getattr(s.reader, "dataset", None), s.tasks))
         cpu_total, read_total, tasks = cpu_total + cpu, read_total + read, tasks + s.tasks
         longest = max(longest, cpu / active)
     stages.append(Stage("build tasks (every source at once)", tasks, cpu_total, read_total, longest))

@@ -193,24 +193,39 @@ def _parse_line(line: bytes, at: str, ledger: Ledger) -> dict | None:
 
 
 def iter_parquet(path: str | Path, ledger: Ledger, columns: list[str] | None = None,
-                 where: Where | None = None) -> Iterator[tuple[int, dict]]:
+                 where: Where | None = None, row_groups: tuple[int, int] | None = None
+                 ) -> Iterator[tuple[int, dict]]:
     """(row number, record) of the rows `where` selects, holding `columns` (top-level names;
-    None: all; absent ones are left out). A damaged file is one `corrupt_parquet` skip."""
+    None: all; absent ones are left out), in row groups [first, stop) of `row_groups` (None:
+    all; row numbers count from the file's first row either way). A damaged file is one
+    `corrupt_parquet` skip."""
     with open_raw(path) as raw:
         try:
             pf = pq.ParquetFile(raw)
-            yield from _parquet_rows(pf, ledger, columns, where or {})
+            yield from _parquet_rows(pf, ledger, columns, where or {}, row_groups)
         except (OSError, ValueError, pa.ArrowException) as exc:  # pyarrow raises several types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             ledger.skip("corrupt_parquet", f"{path}: {first}")
 
 
+def parquet_row_groups(path: str | Path) -> list[int]:
+    """The row count of each row group of a Parquet file, from its footer alone ([] when the
+    footer cannot be read: the read itself then counts the damage)."""
+    try:
+        with open_raw(path) as raw:
+            meta = pq.ParquetFile(raw).metadata
+            return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    except (OSError, ValueError, pa.ArrowException):
+        return []
+
+
 def _parquet_rows(pf: pq.ParquetFile, ledger: Ledger, columns: list[str] | None,
-                  where: Where) -> Iterator[tuple[int, dict]]:
+                  where: Where, row_groups: tuple[int, int] | None) -> Iterator[tuple[int, dict]]:
     names = pf.schema_arrow.names
     cols = None if columns is None else [c for c in dict.fromkeys(columns) if c in names]
-    first = 0
-    for group in range(pf.num_row_groups):
+    start, stop = row_groups or (0, pf.num_row_groups)
+    first = sum(pf.metadata.row_group(g).num_rows for g in range(start))
+    for group in range(start, min(stop, pf.num_row_groups)):
         n_rows = pf.metadata.row_group(group).num_rows
         mask = row_group_mask(pf, group, where) if where else None
         if mask is not None and not pc.any(mask).as_py():
@@ -274,11 +289,11 @@ def _stats_exclude(pf: pq.ParquetFile, group: int, column: int, value: Any) -> b
 
 
 def iter_records(path: str | Path, ledger: Ledger, *, columns: list[str] | None = None,
-                 where: Where | None = None, max_line_bytes: int = MAX_LINE_BYTES
-                 ) -> Iterator[tuple[int, dict]]:
-    """The selected records of a JSONL or Parquet file (by its suffix)."""
+                 where: Where | None = None, max_line_bytes: int = MAX_LINE_BYTES,
+                 row_groups: tuple[int, int] | None = None) -> Iterator[tuple[int, dict]]:
+    """The selected records of a JSONL or Parquet file (by its suffix); `row_groups`: Parquet only."""
     if str(path).endswith(PARQUET_SUFFIXES):
-        return iter_parquet(path, ledger, columns, where)
+        return iter_parquet(path, ledger, columns, where, row_groups)
     return iter_jsonl(path, ledger, max_line_bytes, where)
 
 

@@ -6,7 +6,13 @@ by `datasets`' own resolution (`load_dataset_builder`: the repository's README c
 default layout), for the recipe's `config`, `data_files`, `revision` and `split`. The list is
 resolved once, in the build's prepare pass, and saved beside the source's other prepare results
 (`datafiles.json`), so every task, on any node, sees the same files in the same order; task `i`
-of `n` reads files `i, i+n, ...` (datatrove's `get_shard` convention). Hub files are `hf://`
+of `n` reads files `i, i+n, ...` (datatrove's `get_shard` convention).
+
+A dataset with fewer data files than the source has tasks (allenai/tulu-v2-sft-mixture: 3
+Parquet files) would leave tasks idle and make each file one long task. Its Parquet files are
+then cut into contiguous row-group ranges, up to `tasks` pieces in all (the prepare pass reads
+only their footers); a task opens the file and reads its own row groups' column chunks. Row
+numbers, and so document ids, are the file's, whichever piece holds the row. Hub files are `hf://`
 URLs opened through fsspec (`huggingface_hub.HfFileSystem`), which reads only the byte ranges a
 Parquet scan asks for.
 
@@ -27,7 +33,14 @@ from typing import Any
 
 from mixcraft.core.ledger import Ledger
 from mixcraft.core.outdir import write_atomic
-from mixcraft.core.records import JSONL_SUFFIXES, PARQUET_SUFFIXES, get_field, is_url, selected
+from mixcraft.core.records import (
+    JSONL_SUFFIXES,
+    PARQUET_SUFFIXES,
+    get_field,
+    is_url,
+    parquet_row_groups,
+    selected,
+)
 from mixcraft.errors import UserError
 from mixcraft.readers.base import HubParams, first_line
 from mixcraft.readers.inputs import Unit
@@ -37,45 +50,82 @@ FAST_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
 
 
 class DatasetFiles:
-    """A dataset's data files for one split (`units`, or None when it has none) and the name of
-    the `datasets` builder that reads them (`parquet`, `json`, `csv`, ...)."""
+    """A dataset's data files for one split (`units`, or None when it has none; a Parquet file
+    may be cut into row-group ranges), the name of the `datasets` builder that reads them
+    (`parquet`, `json`, `csv`, ...), and the task count the pieces were cut for."""
 
-    def __init__(self, units: list[Unit] | None, builder: str):
-        self.units, self.builder = units, builder
+    def __init__(self, units: list[Unit] | None, builder: str, tasks: int = 1):
+        self.units, self.builder, self.tasks = units, builder, tasks
 
     def to_json(self, identity: dict[str, Any]) -> str:
-        files = None if self.units is None else [[u.path, u.size_bytes] for u in self.units]
-        return json.dumps({"identity": identity, "builder": self.builder, "files": files})
+        files = None if self.units is None else [[u.path, u.size_bytes, *(u.row_groups or ())] for u in self.units]
+        return json.dumps({"identity": identity, "builder": self.builder, "tasks": self.tasks, "files": files})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DatasetFiles:
         files = data["files"]
-        units = None if files is None else [Unit(key=p, path=p, size_bytes=s) for p, s in files]
-        return cls(units, data["builder"])
+        units = None if files is None else [_unit(p, s, tuple(rg) or None) for p, s, *rg in files]
+        return cls(units, data["builder"], data.get("tasks", 1))
+
+
+def _unit(path: str, size: int, row_groups: tuple[int, int] | None) -> Unit:
+    key = path if row_groups is None else f"{path}#row_groups={row_groups[0]}-{row_groups[1]}"
+    return Unit(key=key, path=path, size_bytes=size, row_groups=row_groups)
+
+
+def split_row_groups(units: list[Unit], n_tasks: int) -> list[Unit]:
+    """Parquet files cut into contiguous row-group ranges of about equal rows when there are
+    fewer files than tasks, so that up to `n_tasks` tasks get input; others as they are."""
+    if not units or len(units) >= n_tasks:
+        return units
+    per_file = -(-n_tasks // len(units))
+    out = []
+    for unit in units:
+        rows = parquet_row_groups(unit.path) if unit.path.endswith(PARQUET_SUFFIXES) else []
+        pieces = min(per_file, len(rows))
+        if pieces <= 1:
+            out.append(unit)
+            continue
+        total, bounds, seen = sum(rows) or 1, [0], 0
+        for g, n in enumerate(rows[:-1]):  # cut after the group that passes the next equal share
+            seen += n
+            if seen * pieces >= total * len(bounds) and len(bounds) < pieces:
+                bounds.append(g + 1)
+        bounds.append(len(rows))
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            out.append(_unit(unit.path, unit.size_bytes * sum(rows[a:b]) // total, (a, b)))
+    return out
 
 
 def identity(cfg: HubParams) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in ("dataset", "config", "split", "data_files", "revision")}
 
 
-def dataset_files(cfg: HubParams, work_dir: Path | None) -> DatasetFiles:
-    """The files saved by the prepare pass when they match `cfg`, else resolved now."""
+def _saved(cfg: HubParams, work_dir: Path | None) -> DatasetFiles | None:
     saved = work_dir / DATAFILES_JSON if work_dir is not None else None
     if saved is not None and saved.is_file():
         data = json.loads(saved.read_text())
         if data["identity"] == identity(cfg):
             return DatasetFiles.from_json(data)
-    return resolve(cfg)
+    return None
 
 
-def save_dataset_files(cfg: HubParams, work_dir: Path) -> DatasetFiles:
-    """Resolve once before the tasks run (skipped when already saved for the same settings)."""
-    found = dataset_files(cfg, work_dir)
+def dataset_files(cfg: HubParams, work_dir: Path | None) -> DatasetFiles:
+    """The files saved by the prepare pass when they match `cfg`, else resolved now."""
+    return _saved(cfg, work_dir) or resolve(cfg)
+
+
+def save_dataset_files(cfg: HubParams, work_dir: Path, n_tasks: int = 1) -> DatasetFiles:
+    """Resolve once before the tasks run (skipped when already saved for the same settings and
+    task count)."""
+    found = _saved(cfg, work_dir)
+    if found is None or found.tasks != n_tasks:
+        found = resolve(cfg, n_tasks)
     write_atomic(work_dir / DATAFILES_JSON, found.to_json(identity(cfg)))
     return found
 
 
-def resolve(cfg: HubParams) -> DatasetFiles:
+def resolve(cfg: HubParams, n_tasks: int = 1) -> DatasetFiles:
     import datasets
 
     name = cfg.dataset
@@ -86,12 +136,13 @@ def resolve(cfg: HubParams) -> DatasetFiles:
                         "or download it and point `data_files` at the local files") from None
     data_files = builder.config.data_files
     if not data_files:
-        return DatasetFiles(None, builder.name)
+        return DatasetFiles(None, builder.name, n_tasks)
     if cfg.split not in data_files:
         raise UserError(f"dataset {name!r}: no split {cfg.split!r} (it has {', '.join(sorted(data_files))}); "
                         "set `split`")
     paths = sorted(str(f) for f in data_files[cfg.split])
-    return DatasetFiles([Unit(key=p, path=p, size_bytes=_size(p)) for p in paths], builder.name)
+    units = split_row_groups([Unit(key=p, path=p, size_bytes=_size(p)) for p in paths], n_tasks)
+    return DatasetFiles(units, builder.name, n_tasks)
 
 
 def _size(path: str) -> int:

@@ -28,6 +28,7 @@ class Unit:
     key: str
     path: str  # a local path or an fsspec URL
     size_bytes: int
+    row_groups: tuple[int, int] | None = None  # a Parquet file's row groups [first, stop); None: all
 
 
 def has_surrogates(text: str) -> bool:

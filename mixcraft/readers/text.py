@@ -76,7 +76,7 @@ class RecordReader(Reader):
     def prepare(self, folder: Path, n_tasks: int) -> None:
         """Resolve a hub dataset's data files once, so every task reads the same list."""
         if self.cfg.dataset is not None:
-            self._hub = save_dataset_files(self.cfg, folder)
+            self._hub = save_dataset_files(self.cfg, folder, n_tasks)
         return None
 
     def streamed(self) -> bool:
@@ -132,7 +132,7 @@ class RecordReader(Reader):
                 yield from self._streamed_records(path)
                 return
             rows = iter_records(path, self.ledger, columns=self.columns(), where=self.cfg.where,
-                                max_line_bytes=self.cfg.max_line_bytes)
+                                max_line_bytes=self.cfg.max_line_bytes, row_groups=unit.row_groups)
             for n, record in rows:
                 yield f"{path}:{n}", record
         except PermissionError:

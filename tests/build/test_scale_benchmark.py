@@ -56,9 +56,10 @@ def test_the_script_measures_every_rate(tmp_path):
     assert "shuffle_reduce" in proc.stdout and "wall at 64 nodes / 1 node:" in proc.stdout
 
 
-def test_a_source_with_fewer_files_than_tasks_bounds_the_build_stage(scale):
-    """tulu-v2 has 3 data files: at most 3 of its 8 tasks get input, so its share of the work
-    is split 3 ways, not 8."""
+def test_a_source_with_fewer_pieces_than_tasks_bounds_the_build_stage(scale, monkeypatch):
+    """Were tulu-v2 read by whole file (3), at most 3 of its tasks would get input: its share of
+    the work split 3 ways, the build stage's longest task."""
+    monkeypatch.setitem(scale.DATASET_PIECES, "allenai/tulu-v2-sft-mixture", 3)
     build = scale.prolong_stages(RATES)[1]
     budget = scale.TOTAL_TOKENS * 0.03
     tulu = budget * RATES["bytes_per_token_text"] / 1e6 / RATES["read_jsonl"] + budget / RATES["tokenize_tok_s"] \

@@ -21,17 +21,22 @@ from helpers import reader_config
 SETS = ["RedPajamaBook", "RedPajamaC4", "RedPajamaCommonCrawl", "RedPajamaWikipedia"]
 
 
-def _hub_repo(root: Path, n_files: int, rows_per_file: int = 40) -> list[dict]:
+def _hub_repo(root: Path, n_files: int, rows_per_file: int = 40, row_group_size: int | None = None,
+              text_chars: int = 0) -> list[dict]:
     """A folder laid out like a hub dataset repository: README with a config, data/ Parquet
-    shards named as `datasets` writes them, SlimPajama's nested `meta` column."""
+    shards named as `datasets` writes them, SlimPajama's nested `meta` column. `text_chars`:
+    that many random letters in each text besides (files of real size, not compressed away)."""
+    rng = random.Random(0)
     (root / "data").mkdir(parents=True)
     (root / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n"
                                     "  - split: train\n    path: data/train-*.parquet\n---\n# a dataset\n")
     rows = []
     for f in range(n_files):
-        part = [{"id": f"f{f}r{r}", "text": f"record {r} of file {f}. " * 20,
+        part = [{"id": f"f{f}r{r}", "text": f"record {r} of file {f}. " * 20
+                 + "".join(rng.choices(string.ascii_letters, k=text_chars)),
                  "meta": {"redpajama_set_name": SETS[(f + r) % len(SETS)]}} for r in range(rows_per_file)]
-        pq.write_table(pa.Table.from_pylist(part), root / "data" / f"train-{f:05d}-of-{n_files:05d}.parquet")
+        pq.write_table(pa.Table.from_pylist(part), root / "data" / f"train-{f:05d}-of-{n_files:05d}.parquet",
+                       row_group_size=row_group_size)
         rows += part
     return rows
 
@@ -52,6 +57,40 @@ def test_each_task_opens_only_its_own_files_whatever_the_shard_count(tmp_path, m
             assert not per_task[a] & per_task[b], f"tasks {a} and {b} both opened a file"
     assert [len(f) for f in per_task] == [len(range(t, n_files, n_tasks)) for t in range(n_tasks)]
     assert sum(led.docs_read for led in ledgers) == len(rows)
+
+
+def test_fewer_files_than_tasks_are_cut_into_row_group_ranges(tmp_path, monkeypatch):
+    """2 files of 5 row groups, 6 tasks: 3 pieces a file, every task gets input, each reads its
+    own row groups (not the whole file), and every record keeps the id and the `where` (file
+    and row number) it has when the file is read whole."""
+    rows = _hub_repo(tmp_path / "hub", 2, rows_per_file=50, row_group_size=10, text_chars=20_000)
+    whole, _ = read_source({"type": "hf", "dataset": str(tmp_path / "hub")}, tmp_path, name="whole")
+    spy = OpenSpy()
+    with spy.installed(monkeypatch):
+        docs, ledgers = read_source({"type": "hf", "dataset": str(tmp_path / "hub")}, tmp_path, n_tasks=6,
+                                    name="cut", spy=spy)
+    assert sorted((d.id, d.metadata["where"]) for d in docs) == sorted((d.id, d.metadata["where"]) for d in whole)
+    assert sorted(d.id for d in docs) == sorted(r["id"] for r in rows)
+    assert [led.docs_read for led in ledgers] == [20, 20, 10, 20, 20, 10]  # row groups 0-1, 2-3, 4 of each file
+    size = min(p.stat().st_size for p in (tmp_path / "hub" / "data").glob("*.parquet"))
+    for task in range(6):
+        assert len(spy.files_of(task)) == 1
+        # its row groups (at most 2 of 5) and the footer (pyarrow's first guess: the last 64 KiB)
+        assert sum(n for (t, _), n in spy.bytes.items() if t == task) < 0.6 * size, "a task read another's row groups"
+    saved = json.loads((tmp_path / "work" / "cut" / "datafiles.json").read_text())
+    assert saved["tasks"] == 6 and [f[2:] for f in saved["files"]] == [[0, 2], [2, 4], [4, 5]] * 2
+
+
+def test_the_cut_follows_the_task_count(tmp_path):
+    from mixcraft.readers.datafiles import save_dataset_files
+
+    _hub_repo(tmp_path / "hub", 2, rows_per_file=50, row_group_size=10)
+    cfg = reader_config({"type": "hf", "dataset": str(tmp_path / "hub")}, tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    assert len(save_dataset_files(cfg, work, 4).units) == 4
+    assert [u.row_groups for u in save_dataset_files(cfg, work, 2).units] == [None, None]  # a file per task
+    assert len(save_dataset_files(cfg, work, 10).units) == 10  # 5 pieces a file: one row group each
 
 
 def test_where_is_pushed_into_the_parquet_scan(tmp_path, monkeypatch):
@@ -181,7 +220,7 @@ def test_a_dataset_without_data_files_falls_back_to_streaming_counted(tmp_path, 
 
     rows = [{"id": f"s{i}", "text": f"streamed {i}"} for i in range(6)]
     (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    monkeypatch.setattr(df, "resolve", lambda cfg: df.DatasetFiles(None, "json"))
+    monkeypatch.setattr(df, "resolve", lambda cfg, n_tasks=1: df.DatasetFiles(None, "json", n_tasks))
     cfg = {"type": "hf", "dataset": "json", "data_files": [str(tmp_path / "s.jsonl")]}
     docs, ledgers = read_source(cfg, tmp_path, n_tasks=2)
     assert sorted(d.id for d in docs) == [r["id"] for r in rows]
