@@ -90,13 +90,12 @@ def sorted_rows(part: Path, spill: Path) -> Iterator[dict]:
     runs: list[Path] = []
     pending: list[pa.RecordBatch] = []
     pending_bytes = 0
-    for chunk in sorted(part.glob("*.parquet")):
-        for batch in pq.ParquetFile(chunk).iter_batches(batch_size=CHUNK_ROWS):
-            pending.append(batch)
-            pending_bytes += batch.nbytes
-            if pending_bytes >= SORT_BYTES:
-                runs.append(_write_run(pending, spill, len(runs)))
-                pending, pending_bytes = [], 0
+    for batch in _chunk_batches(part):
+        pending.append(batch)
+        pending_bytes += batch.nbytes
+        if pending_bytes >= SORT_BYTES:
+            runs.append(_write_run(pending, spill, len(runs)))
+            pending, pending_bytes = [], 0
     try:
         if not runs:  # the whole partition fits: sort it in memory, no disk
             table, pending = _sorted(pending), []
@@ -107,6 +106,16 @@ def sorted_rows(part: Path, spill: Path) -> Iterator[dict]:
         yield from _merge_all(runs, spill)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def _chunk_batches(part: Path) -> Iterator[pa.RecordBatch]:
+    """The partition's map chunks, one row group at a time: `iter_batches` over a whole file
+    holds more of it the more row groups it has (Arrow's peak 34 -> 49 MiB for 3 -> 6 groups of
+    4 MB; 25 MiB either way read group by group)."""
+    for chunk in sorted(part.glob("*.parquet")):
+        pf = pq.ParquetFile(chunk)
+        for group in range(pf.num_row_groups):
+            yield from pf.iter_batches(batch_size=CHUNK_ROWS, row_groups=[group])
 
 
 def _sorted(batches: list[pa.RecordBatch]) -> pa.Table:

@@ -259,21 +259,23 @@ def test_two_concurrent_runs_never_double_a_journal(tmp_path):
 
 
 def test_ctrl_c_keeps_what_finished_and_a_rerun_matches_an_uninterrupted_run(tmp_path, reference):
-    config = write_config(tmp_path / "sl.yaml", {"out": "o", "backend": {"type": "fake", "delay_s": 0.01},
+    # Interrupted after the first 10 journal lines, with more than half of the run left, so the
+    # signal lands mid-run even on a loaded machine.
+    config = write_config(tmp_path / "sl.yaml", {"out": "o", "backend": {"type": "fake", "delay_s": 0.02},
                                                  "run": {"concurrency": 3, "progress": False},
                                                  "self_lengthen": {"n_instructions": 8}})
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "mixcraft", "synth", "self-lengthen", str(config)]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while _journal_lines(tmp_path / "o/round_1") < 20 and time.monotonic() < deadline and proc.poll() is None:
+    while _journal_lines(tmp_path / "o/round_1") < 10 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted; every finished sample is saved" in err
     saved = _journal_lines(tmp_path / "o/round_1")
-    assert saved >= 20
+    assert saved >= 10
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert (tmp_path / "o/round_1/gen_sft.jsonl").read_bytes() == reference[0]
