@@ -127,8 +127,13 @@ def save_dataset_files(cfg: HubParams, work_dir: Path, n_tasks: int = 1) -> Data
 
 def resolve(cfg: HubParams, n_tasks: int = 1) -> DatasetFiles:
     import datasets
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
 
     name = cfg.dataset
+    if name in _PACKAGED_DATASETS_MODULES and not cfg.data_files and not Path(name).is_dir():
+        # `datasets` would look for such files under the working directory, whatever it holds
+        raise UserError(f"dataset {name!r} is a file format, not a dataset: give its `data_files` (paths or "
+                        "globs), or use the `text` reader's `paths`")
     try:
         builder = datasets.load_dataset_builder(name, cfg.config, data_files=cfg.data_files, revision=cfg.revision)
     except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, ...)

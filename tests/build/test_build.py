@@ -120,13 +120,16 @@ def test_demo_recipe_end_to_end_on_a_few_documents(tmp_path):
         assert 0 < led["docs"]["read"] <= 6, name
 
 
-def test_budget_is_shared_by_the_tasks_that_get_input(tmp_path):
-    """A streamed dataset is split over every task; a lone file goes to one task."""
+def test_budget_is_shared_by_the_tasks_that_get_input(tmp_path, monkeypatch):
+    """A streamed dataset (one without data files) is split over every task; a lone file goes to
+    one task."""
+    import mixcraft.readers.datafiles as df
     from mixcraft.core.ledger import Ledger
     from mixcraft.readers import make_reader
 
+    monkeypatch.setattr(df, "resolve", lambda cfg, n_tasks=1: df.DatasetFiles(None, "custom", n_tasks))
     (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
     one_file = make_reader("s", reader_config({"type": "text", "paths": [str(tmp_path / "a.jsonl")]}), Ledger("s"))
-    streamed = make_reader("s", reader_config({"type": "hf", "dataset": "parquet"}), Ledger("s"))
+    streamed = make_reader("s", reader_config({"type": "hf", "dataset": "org/custom"}), Ledger("s"))
     assert one_file.active_tasks(8) == 1
     assert streamed.active_tasks(8) == 8

@@ -227,6 +227,18 @@ def test_a_dataset_without_data_files_falls_back_to_streaming_counted(tmp_path, 
     assert total(ledgers)["streamed_without_data_files"] == 2  # every task streamed the dataset
 
 
+def test_a_file_format_without_data_files_is_refused_not_searched_for(tmp_path, monkeypatch):
+    """`dataset: parquet` alone would make `datasets` collect Parquet files under the working
+    directory (here: the whole checkout and its .venv)."""
+    from mixcraft.errors import UserError
+    from mixcraft.readers.datafiles import resolve
+
+    monkeypatch.chdir(tmp_path)
+    cfg = reader_config({"type": "hf", "dataset": "parquet"}, tmp_path)
+    with pytest.raises(UserError, match="'parquet' is a file format, not a dataset: give its `data_files`"):
+        resolve(cfg)
+
+
 def test_missing_split_is_one_clear_line(tmp_path):
     from mixcraft.errors import UserError
 
