@@ -59,7 +59,9 @@ class FastExit(Exception):
 
 
 def test_the_fast_exit_waits_for_what_is_still_running(monkeypatch):
-    """After success, and only with no live child process, non-daemon thread, torch or streaming."""
+    """After success, and only with no live child process, non-daemon thread, torch or streaming.
+    The process state is stood in for: earlier tests in this process may have left threads."""
+    import multiprocessing
     import sys
     import threading
 
@@ -68,20 +70,23 @@ def test_the_fast_exit_waits_for_what_is_still_running(monkeypatch):
     def fake_exit(code):
         raise FastExit(code)
 
-    for name in ("torch", "streaming", "ray"):  # as a fresh `mixcraft build` process has them
+    for name in ("torch", "streaming", "ray", "multiprocess"):  # as a fresh `mixcraft build` has them
         monkeypatch.delitem(sys.modules, name, raising=False)
+    threads = [threading.main_thread()]
+    monkeypatch.setattr(cli.threading, "enumerate", lambda: list(threads))
+    monkeypatch.setattr(multiprocessing, "active_children", lambda: [])
     monkeypatch.setattr(cli.os, "_exit", fake_exit)
     monkeypatch.setattr(cli, "main", lambda: None)
     with pytest.raises(FastExit):
         cli.entry()
-    stop = threading.Event()
-    worker = threading.Thread(target=stop.wait)
-    worker.start()
-    try:
-        cli.entry()  # returns: the interpreter's own exit waits for the thread
-    finally:
-        stop.set()
-        worker.join()
+
+    threads.append(threading.Thread(target=lambda: None))  # not a daemon
+    cli.entry()  # returns: the interpreter's own exit waits for the thread
+    threads.pop()
+
+    monkeypatch.setattr(multiprocessing, "active_children", lambda: [object()])
+    cli.entry()  # a child process still running
+    monkeypatch.setattr(multiprocessing, "active_children", lambda: [])
 
     monkeypatch.setitem(sys.modules, "streaming", object())  # what `train` and `verify` load
     cli.entry()
