@@ -266,7 +266,10 @@ def test_ctrl_c_keeps_what_finished_and_a_rerun_matches_an_uninterrupted_run(tmp
                                                  "self_lengthen": {"n_instructions": 8}})
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "mixcraft", "synth", "self-lengthen", str(config)]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C in a shell: SIGINT at its default in the child. Something earlier in the suite can
+    # leave this process ignoring SIGINT, and a child would inherit that and run to the end.
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while _journal_lines(tmp_path / "o/round_1") < 10 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
