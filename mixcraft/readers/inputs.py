@@ -64,15 +64,28 @@ of invalid UTF-8 bytes as `invalid_utf8_name`."""
     note = note or (lambda reason, where: None)
     found: dict[str, Unit] = {}
     for raw in paths:
-        listing = _remote_files(raw) if is_remote(raw) else _local_files(local_path(raw), note)
+        remote = is_remote(raw)
+        listing = _remote_files(raw) if remote else _local_files(local_path(raw), note)
+        root = None if remote else _root_of(local_path(raw))
         for path, size in listing:
             if has_surrogates(path):
                 note("invalid_utf8_name", path.encode("utf-8", "replace").decode())
             elif suffixes and not path.endswith(suffixes):
                 note("unsupported_format", path)
             else:
-                found[path] = Unit(key=path, path=path, size_bytes=size)
+                # The key a seeded order hashes: the path below its `paths` entry, so the same
+                # data sampled from another folder or machine is the same sample.
+                key = path if root is None else os.path.relpath(path, root)
+                found[path] = Unit(key=key, path=path, size_bytes=size)
     return [found[k] for k in sorted(found)]
+
+
+def _root_of(raw: str) -> Path:
+    """What a `paths` entry's files are named relative to: the folder itself, a file's folder,
+    or a glob's fixed leading folders."""
+    if has_glob(raw):
+        return _glob_root(raw)
+    return Path(raw) if Path(raw).is_dir() else Path(raw).parent
 
 
 def expand_paths(paths: tuple[str, ...], suffixes: tuple[str, ...], note: Note | None = None) -> list[Path]:

@@ -11,10 +11,10 @@ from helpers import run_cli
 from mixcraft.mds import iter_rows
 
 
-def _build(tmp_path, name, **top):
-    data = tmp_path / "data"
+def _build(tmp_path, name, data_dir="data", **top):
+    data = tmp_path / data_dir
     if not data.exists():
-        data.mkdir()
+        data.mkdir(parents=True)
         for i in range(40):
             (data / f"f{i:02d}.jsonl").write_text(json.dumps({"id": f"doc{i:02d}", "text": f"file {i:02d}. " * 150})
                                                   + "\n")
@@ -36,5 +36,7 @@ def test_a_budget_samples_files_across_the_input(tmp_path):
     assert first != sorted(first), "read in a seeded order, not path order"
     assert _build(tmp_path, "b", total_tokens=3000, seed=1) == first, "the same seed, the same sample"
     assert _build(tmp_path, "c", total_tokens=3000, seed=2) != first
+    assert _build(tmp_path, "e", data_dir="elsewhere/copy", total_tokens=3000, seed=1) == first, \
+        "the same files in another folder: the same sample (the order hashes paths below `paths`)"
     everything = _build(tmp_path, "d")
     assert everything == sorted(everything), "without a budget, path order"
