@@ -27,6 +27,7 @@ note `streamed_without_data_files`, so the cost shows in the ledger.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,19 +59,27 @@ class DatasetFiles:
         self.units, self.builder, self.tasks = units, builder, tasks
 
     def to_json(self, identity: dict[str, Any]) -> str:
-        files = None if self.units is None else [[u.path, u.size_bytes, *(u.row_groups or ())] for u in self.units]
+        files = None if self.units is None else [
+            {"path": u.path, "size": u.size_bytes, "key": u.key, "row_groups": u.row_groups} for u in self.units]
         return json.dumps({"identity": identity, "builder": self.builder, "tasks": self.tasks, "files": files})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DatasetFiles:
         files = data["files"]
-        units = None if files is None else [_unit(p, s, tuple(rg) or None) for p, s, *rg in files]
+        units = None if files is None else [_saved_unit(f) for f in files]
         return cls(units, data["builder"], data.get("tasks", 1))
 
 
-def _unit(path: str, size: int, row_groups: tuple[int, int] | None) -> Unit:
-    key = path if row_groups is None else f"{path}#row_groups={row_groups[0]}-{row_groups[1]}"
-    return Unit(key=key, path=path, size_bytes=size, row_groups=row_groups)
+def _saved_unit(f: dict | list) -> Unit:
+    if isinstance(f, list):  # [path, size] as saved before units had their own keys
+        return Unit(key=f[0], path=f[0], size_bytes=f[1])
+    rg = tuple(f["row_groups"]) if f["row_groups"] else None
+    return Unit(key=f["key"], path=f["path"], size_bytes=f["size"], row_groups=rg)
+
+
+def _piece(unit: Unit, size: int, row_groups: tuple[int, int]) -> Unit:
+    key = f"{unit.key}#row_groups={row_groups[0]}-{row_groups[1]}"
+    return Unit(key=key, path=unit.path, size_bytes=size, row_groups=row_groups)
 
 
 def split_row_groups(units: list[Unit], n_tasks: int) -> list[Unit]:
@@ -93,7 +102,7 @@ def split_row_groups(units: list[Unit], n_tasks: int) -> list[Unit]:
                 bounds.append(g + 1)
         bounds.append(len(rows))
         for a, b in zip(bounds, bounds[1:], strict=False):
-            out.append(_unit(unit.path, unit.size_bytes * sum(rows[a:b]) // total, (a, b)))
+            out.append(_piece(unit, unit.size_bytes * sum(rows[a:b]) // total, (a, b)))
     return out
 
 
@@ -146,7 +155,12 @@ def resolve(cfg: HubParams, n_tasks: int = 1) -> DatasetFiles:
         raise UserError(f"dataset {name!r}: no split {cfg.split!r} (it has {', '.join(sorted(data_files))}); "
                         "set `split`")
     paths = sorted(str(f) for f in data_files[cfg.split])
-    units = split_row_groups([Unit(key=p, path=p, size_bytes=_size(p)) for p in paths], n_tasks)
+    # A unit's key (what a seeded order hashes) is its path in the dataset: below the dataset's
+    # folder when it is a local one, so a copy of it elsewhere gives the same sample.
+    local = Path(name) if Path(name).is_dir() else None
+    units = [Unit(key=os.path.relpath(p, local) if local and not is_url(p) else p, path=p, size_bytes=_size(p))
+             for p in paths]
+    units = split_row_groups(units, n_tasks)
     return DatasetFiles(units, builder.name, n_tasks)
 
 

@@ -78,7 +78,8 @@ def test_fewer_files_than_tasks_are_cut_into_row_group_ranges(tmp_path, monkeypa
         # its row groups (at most 2 of 5) and the footer (pyarrow's first guess: the last 64 KiB)
         assert sum(n for (t, _), n in spy.bytes.items() if t == task) < 0.6 * size, "a task read another's row groups"
     saved = json.loads((tmp_path / "work" / "cut" / "datafiles.json").read_text())
-    assert saved["tasks"] == 6 and [f[2:] for f in saved["files"]] == [[0, 2], [2, 4], [4, 5]] * 2
+    assert saved["tasks"] == 6 and [f["row_groups"] for f in saved["files"]] == [[0, 2], [2, 4], [4, 5]] * 2
+    assert saved["files"][0]["key"] == "data/train-00000-of-00002.parquet#row_groups=0-2"  # below the dataset folder
 
 
 def test_the_cut_follows_the_task_count(tmp_path):
@@ -257,3 +258,10 @@ def test_txt_files_are_one_document_each_in_the_text_reader(tmp_path):
     assert [(d.id, d.text) for d in docs] == [("src/a", "First page.\n"), ("src/b", "Second page.\n")]
     assert ledger.docs_dropped == Counter({"empty": 1, "binary": 1, "too_large": 1})
     assert ledger.docs_read == 5
+
+
+def test_a_list_saved_before_units_had_keys_still_reads():
+    from mixcraft.readers.datafiles import DatasetFiles
+
+    old = DatasetFiles.from_json({"identity": {}, "builder": "json", "files": [["/d/a.jsonl", 3]]})
+    assert [(u.key, u.path, u.size_bytes, u.row_groups) for u in old.units] == [("/d/a.jsonl", "/d/a.jsonl", 3, None)]
