@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import json
 import time
+from abc import abstractmethod
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -62,8 +63,9 @@ class DedupStep(PipelineStep):
         write_stats(self.job.stats / self.stage / f"{rank:05d}.json", started, **counts)
         yield from ()
 
+    @abstractmethod
     def run_task(self, rank: int) -> dict:
-        raise NotImplementedError
+        """This stage's work for one rank; the counts for its stats file."""
 
 
 class DedupSignatures(DedupStep):

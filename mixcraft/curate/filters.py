@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,14 +41,15 @@ TokenCheck = Callable[[TokDoc], Verdict]
 
 
 @dataclass(frozen=True, kw_only=True)
-class LengthLimit(FilterConfig):
+class LengthLimit(FilterConfig, ABC):
     """A bound on characters (before tokenization) or tokens (after)."""
 
     value: Annotated[int, NonNegative]
     reason: ClassVar[str]
 
+    @abstractmethod
     def too_far(self, n: int) -> bool:
-        raise NotImplementedError
+        """Whether a length of `n` is past the bound (`min_*`: below it, `max_*`: above it)."""
 
     def make(self, work_dir: Path) -> Callable[[Any], Verdict]:
         if self.on_tokens:

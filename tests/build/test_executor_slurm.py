@@ -9,61 +9,22 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
-import dill
 from buildhelp import cli_env, output_hashes
+from slurmhelp import fake_slurm_bin, run_like_a_node
 
 from mixcraft.build.load import load_recipe
 from mixcraft.build.plan import plan_tasks
 from mixcraft.build.slurm import default_env_command
 from mixcraft.core.outdir import WORK_DIR
 
-FAKE_SBATCH = """#!/bin/sh
-# Record the script (last argument) and the options, answer like sbatch.
-n=$(ls "$SBATCH_LOG" | wc -l)
-id=$((1000 + n))
-for last; do :; done
-mkdir -p "$SBATCH_LOG/$id"
-cp "$last" "$SBATCH_LOG/$id/script"
-echo "$@" > "$SBATCH_LOG/$id/args"
-echo "Submitted batch job $id"
-"""
-FAKE_SCONTROL = """#!/bin/sh
-echo node001
-"""
-# Lists the jobs named in $SQUEUE_LIVE as still queued (squeue -h -o %i -j IDS prints one id a line).
-FAKE_SQUEUE = """#!/bin/sh
-for id in $SQUEUE_LIVE; do echo "$id"; done
-"""
-
-
-def _fake_bin(tmp_path: Path) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in (("sbatch", FAKE_SBATCH), ("scontrol", FAKE_SCONTROL), ("squeue", FAKE_SQUEUE)):
-        path = bin_dir / name
-        path.write_text(text)
-        path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return bin_dir
-
 
 def _run_like_a_node(pik: Path, array_ids: range, bin_dir: Path, monkeypatch) -> None:
-    old = signal.getsignal(signal.SIGUSR1)  # datatrove installs a requeue handler
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")  # scontrol
-    try:
-        for i in array_ids:
-            monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(i))
-            monkeypatch.setenv("SLURM_NODELIST", "node001")
-            with open(pik, "rb") as f:
-                dill.load(f).run()
-    finally:
-        monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
-        signal.signal(signal.SIGUSR1, old)
+    run_like_a_node(pik, array_ids, monkeypatch)
 
 
 def _submit(cmd, env) -> str:
@@ -74,7 +35,7 @@ def _submit(cmd, env) -> str:
 
 def test_slurm_scripts_resubmission_and_a_simulated_cluster_run(reference, recipe_path, tmp_path, monkeypatch):
     _, want = reference
-    bin_dir = _fake_bin(tmp_path)
+    bin_dir = fake_slurm_bin(tmp_path)
     log = tmp_path / "sbatch-log"
     log.mkdir()
     out = tmp_path / "out"
@@ -132,7 +93,7 @@ def test_slurm_scripts_resubmission_and_a_simulated_cluster_run(reference, recip
 
 def test_a_hostile_job_name_never_reaches_the_shell(recipe_path, tmp_path):
     """Every value in the launch script is quoted: running the script runs no injected command."""
-    bin_dir = _fake_bin(tmp_path)
+    bin_dir = fake_slurm_bin(tmp_path)
     for stub in ("srun", "launch_pickled_pipeline"):
         (bin_dir / stub).write_text("#!/bin/sh\nexit 0\n")
         (bin_dir / stub).chmod(0o755)
@@ -164,7 +125,7 @@ def test_the_repository_shuffle_runs_as_jobs_before_the_tasks(tmp_path, monkeypa
     local = tmp_path / "local"
     assert subprocess.run([sys.executable, "-m", "mixcraft", "build", str(recipe), "--out", str(local)],
                           env=cli_env(), capture_output=True, text=True).returncode == 0
-    bin_dir, log, out = _fake_bin(tmp_path), tmp_path / "sbatch-log", tmp_path / "out"
+    bin_dir, log, out = fake_slurm_bin(tmp_path), tmp_path / "sbatch-log", tmp_path / "out"
     log.mkdir()
     env = cli_env() | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SBATCH_LOG": str(log)}
     _submit([sys.executable, "-m", "mixcraft", "build", str(recipe), "--out", str(out), "--executor", "slurm",

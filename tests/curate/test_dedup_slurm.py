@@ -10,53 +10,24 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import stat
 from collections import Counter
 from pathlib import Path
 
-import dill
 from dedupcorpus import copies_corpus, stages, verdicts, write_recipe
+from slurmhelp import fake_slurm_bin, run_like_a_node
 
 from mixcraft.build.executors import ExecutorOptions
 from mixcraft.build.run import BuildOptions, submit_slurm
 from mixcraft.core.outdir import OutLayout
 from mixcraft.curate.dedup import dedup_stages
 
-FAKE_SBATCH = """#!/bin/sh
-n=$(ls "$SBATCH_LOG" | wc -l)
-id=$((1000 + n))
-for last; do :; done
-mkdir -p "$SBATCH_LOG/$id"
-cp "$last" "$SBATCH_LOG/$id/script"
-echo "$@" > "$SBATCH_LOG/$id/args"
-echo "Submitted batch job $id"
-"""
-FAKE_SCONTROL = "#!/bin/sh\necho node001\n"
-
 
 def _fake_slurm(tmp_path: Path, monkeypatch) -> Path:
-    bin_dir, log = tmp_path / "bin", tmp_path / "sbatch-log"
-    bin_dir.mkdir()
+    bin_dir, log = fake_slurm_bin(tmp_path), tmp_path / "sbatch-log"
     log.mkdir()
-    for name, text in (("sbatch", FAKE_SBATCH), ("scontrol", FAKE_SCONTROL)):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod((bin_dir / name).stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("SBATCH_LOG", str(log))
     return log
-
-
-def _run_like_a_node(pik: Path, tasks: int, monkeypatch) -> None:
-    old = signal.getsignal(signal.SIGUSR1)  # datatrove installs a requeue handler
-    try:
-        for i in range(tasks):
-            monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(i))
-            monkeypatch.setenv("SLURM_NODELIST", "node001")
-            with open(pik, "rb") as f:
-                dill.load(f).run()
-    finally:
-        signal.signal(signal.SIGUSR1, old)
 
 
 def test_dedup_stages_as_dependent_job_arrays(tmp_path, monkeypatch):
@@ -85,11 +56,11 @@ def test_dedup_stages_as_dependent_job_arrays(tmp_path, monkeypatch):
     assert verdicts(out) == {}  # nothing ran on the submitting node
 
     for name, tasks in dedup_stages(recipe):
-        _run_like_a_node(layout.dedup_logs(name) / "executor.pik", tasks, monkeypatch)
+        run_like_a_node(layout.dedup_logs(name) / "executor.pik", range(tasks), monkeypatch)
     assert verdicts(out) == want
     n_tasks = sum(s.tasks for s in recipe.sources)
-    _run_like_a_node(layout.logs / "executor.pik", n_tasks, monkeypatch)
-    _run_like_a_node(layout.finalize_logs / "executor.pik", 1, monkeypatch)
+    run_like_a_node(layout.logs / "executor.pik", range(n_tasks), monkeypatch)
+    run_like_a_node(layout.finalize_logs / "executor.pik", range(1), monkeypatch)
     ledger = json.loads(layout.manifest.read_text())["ledger"]
     dropped = sum((Counter(s["docs"]["dropped"]) for s in ledger.values()), Counter())
     assert (dropped["exact_duplicate"], dropped["near_duplicate"]) == (4, 2), ledger
